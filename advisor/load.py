@@ -1,0 +1,284 @@
+"""Find corpus files and load each one into a Document (txt, md, html, pdf)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from advisor.types import Document, Page, Skipped
+
+FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+SUPPORTED = " ".join(sorted(FORMATS))
+
+
+class LoadError(Exception):
+    """A file could not be turned into text; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """A supported file found in the corpus, with the hash of its bytes at scan time."""
+
+    source: str  # "corpus/<relative path>", the name citations use
+    path: Path
+    sha256: str
+    size: int
+
+
+def scan_corpus(corpus_dir: Path) -> tuple[list[CorpusFile], list[Skipped]]:
+    """List supported files under ``corpus_dir`` (sorted), and report the ones that will not be read.
+
+    Symlinks are followed only when they stay inside the corpus; hidden files and
+    editor backups are ignored silently.
+    """
+    root = corpus_dir.resolve()
+    files: list[CorpusFile] = []
+    skipped: list[Skipped] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith("~"):
+                continue
+            path = Path(dirpath) / name
+            source = _source_name(root, path)
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                skipped.append(Skipped(source, f"symlink to {os.readlink(path)}, outside {root.name}/; not read"))
+                continue
+            if path.suffix.lower() not in FORMATS:
+                skipped.append(Skipped(source, f"unsupported file type '{path.suffix or name}' (supported: {SUPPORTED})"))
+                continue
+            try:
+                sha, size = _hash_file(path)
+            except OSError as exc:
+                skipped.append(Skipped(source, f"cannot be read: {exc.strerror or exc}"))
+                continue
+            files.append(CorpusFile(source, path, sha, size))
+    return files, skipped
+
+
+def load_document(file: CorpusFile, max_bytes: int) -> Document:
+    """Read and decode one corpus file; raise LoadError with the reason when it cannot be used."""
+    if file.size > max_bytes:
+        raise LoadError(
+            f"file is {file.size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; "
+            "split it or raise ADVISOR_MAX_FILE_MB"
+        )
+    try:
+        raw = file.path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot be read: {exc.strerror or exc}") from None
+    sha = hashlib.sha256(raw).hexdigest()  # of what was read, in case the file changed since the scan
+    if not raw.strip():
+        raise LoadError("empty file")
+    kind = FORMATS[file.path.suffix.lower()]
+    encoding: str | None = None
+    pages: tuple[Page, ...] = ()
+    if kind == "pdf":
+        text, pages, title = _pdf_text(raw)
+    elif kind == "html":
+        text, title = _html_text(raw)
+    else:
+        text, encoding = decode_text(raw)
+        title = _first_heading(text, markdown=kind == "md")
+    if not text.strip():
+        raise LoadError("no text content")
+    return Document(
+        source=file.source,
+        title=title or _title_from_name(file.path),
+        text=text,
+        sha256=sha,
+        kind=kind,
+        encoding=encoding,
+        pages=pages,
+    )
+
+
+def decode_text(raw: bytes) -> tuple[str, str]:
+    """Decode bytes as text, returning (text, encoding); raise LoadError for binary data."""
+    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError:
+                raise LoadError(f"starts with a {encoding} byte-order mark but is not valid {encoding}") from None
+    if b"\x00" in raw[:65536]:
+        raise LoadError("binary content (NUL bytes), not text")
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Legacy 8-bit text is common in old exports; cp1252 is what such files usually are,
+    # Latin-1 decodes any byte, so a control-character check is what tells text from binary.
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f\v") + sum(
+            1 for ch in text if 0x7F <= ord(ch) < 0xA0
+        )
+        if controls <= len(text) // 100:
+            return text, encoding
+    raise LoadError("binary content or an unknown encoding; save it as UTF-8")
+
+
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+def _first_heading(text: str, markdown: bool) -> str:
+    """A title from the text: a markdown '# ' heading, else the first short non-empty line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if markdown:
+        for line in lines:
+            match = _MD_HEADING.match(line)
+            if match:
+                return _strip_markup(match.group(1))
+    first = lines[0] if lines else ""
+    first = _MD_HEADING.sub(r"\1", first)
+    return _strip_markup(first) if len(first) <= 120 and not first.endswith(".") else ""
+
+
+def _strip_markup(text: str) -> str:
+    return re.sub(r"[*_`]+", "", text).strip()
+
+
+def _title_from_name(path: Path) -> str:
+    words = re.sub(r"[-_]+", " ", path.stem).strip()
+    return words[:1].upper() + words[1:] if words else path.name
+
+
+def _source_name(root: Path, path: Path) -> str:
+    return f"{root.name}/{path.relative_to(root).as_posix()}"
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+# --- HTML -------------------------------------------------------------------------------
+
+_DROP_TAGS = {"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside", "form",
+              "iframe", "button", "select", "head", "canvas", "object", "embed"}
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_BLOCKS = {"p", "div", "section", "article", "main", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "table",
+           "thead", "tbody", "tfoot", "figure", "figcaption", "address", "hr", "body", "html", "details", "summary"}
+
+
+def _html_text(raw: bytes) -> tuple[str, str]:
+    """Main text of an HTML page as markdown-like lines ('## ' headings, '- ' items, ' | ' cells)."""
+    from bs4 import BeautifulSoup
+
+    if b"\x00" in raw[:65536] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LoadError("binary content (NUL bytes), not HTML")
+    soup = BeautifulSoup(raw, "html.parser")
+    title_tag = soup.find("title")
+    title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
+    root = soup.find("main") or soup.find("article") or soup.find("body") or soup
+    writer = _HtmlWriter()
+    writer.walk(root)
+    text = writer.text()
+    if not title:
+        title = _first_heading(text, markdown=True)
+    return text, title
+
+
+class _HtmlWriter:
+    """Walks the parse tree, emitting one block of text per heading, paragraph, list item or table row."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.inline: list[str] = []
+
+    def text(self) -> str:
+        self.flush()
+        return "\n\n".join(self.blocks) + "\n"
+
+    def flush(self, prefix: str = "") -> None:
+        words = " ".join("".join(self.inline).split())
+        self.inline = []
+        if words:
+            self.blocks.append(prefix + words)
+
+    def walk(self, node) -> None:  # noqa: ANN001 - bs4 node types
+        from bs4 import NavigableString, Tag
+
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString:  # subclasses are comments, doctype, CDATA
+                    self.inline.append(str(child))
+                continue
+            if not isinstance(child, Tag):
+                continue
+            name = child.name.lower()
+            if name in _DROP_TAGS or child.get("hidden") is not None or child.get("aria-hidden") == "true":
+                continue
+            if name in _HEADINGS:
+                self.flush()
+                self.walk(child)
+                self.flush("#" * _HEADINGS[name] + " ")
+            elif name == "li":
+                self.flush()
+                self.walk(child)
+                self.flush("- ")
+            elif name == "tr":
+                self.flush()
+                cells = [" ".join(cell.get_text(" ").split()) for cell in child.find_all(["td", "th"])]
+                if any(cells):
+                    self.blocks.append(" | ".join(cells))
+            elif name == "br":
+                self.inline.append("\n")
+            elif name in _BLOCKS:
+                self.flush()
+                self.walk(child)
+                self.flush()
+            else:
+                self.walk(child)
+
+
+# --- PDF --------------------------------------------------------------------------------
+
+
+def _pdf_text(raw: bytes) -> tuple[str, tuple[Page, ...], str]:
+    """Text of each PDF page joined by blank lines, with each page's span kept for citations."""
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # malformed-but-readable PDFs warn per object
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError("encrypted PDF; save an unencrypted copy")
+        parts: list[str] = []
+        pages: list[Page] = []
+        offset = 0
+        for number, page in enumerate(reader.pages, start=1):
+            page_text = (page.extract_text() or "").strip()
+            if not page_text:
+                continue
+            if parts:
+                offset += 2  # the "\n\n" joining pages
+            pages.append(Page(number, offset, offset + len(page_text)))
+            parts.append(page_text)
+            offset += len(page_text)
+        meta_title = (reader.metadata.title or "").strip() if reader.metadata else ""
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise LoadError(f"unreadable PDF: {exc}") from None
+    if not parts:
+        raise LoadError("PDF has no extractable text (scanned images?)")
+    text = "\n\n".join(parts) + "\n"
+    return text, tuple(pages), meta_title or _first_heading(text, markdown=False)

@@ -1,0 +1,433 @@
+"""Split a document into structure-aware passages that fit the model's window, with exact offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from advisor.errors import ConfigError
+from advisor.types import Chunk, Document
+
+# Bump when the splitting rules change: the index then rebuilds in full.
+SPLITTER_VERSION = 1
+# Tokens reserved for the "title › section" line prepended at embedding time.
+CONTEXT_TOKENS = 48
+
+_MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
+_BULLET = re.compile(r"^\s*(?:[•·▪◦‣●○■□➢➤✓✔]|[-*+](?=\s))\s*(?=\S)")
+_NUMBERED = re.compile(r"^\s*\(?\d{1,3}[.)]\s+(?=\S)")
+_MD_TABLE = re.compile(r"^\s*\|.*\|\s*$")
+_BOILERPLATE = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"^(photo|image|picture|illustration|graphic)\s+(by|credit|courtesy|source)\b.{0,80}$",
+        r"^image\s+of\b.{0,100}$",
+        r"^you are (currently )?viewing\b.{0,100}$",
+        r"^(share( this)?( article| post| page)?|tweet|pin it|print( this)?|advertisement|skip to (main )?content"
+        r"|read more|click here|back to top|table of contents)$",
+        r"^!\[[^\]]*\]\([^)]*\)$",  # a markdown image alone on its line
+    )
+]
+# An image file name left behind by a scraper, e.g. "arif-riyanto-G1N9kDHqBrQ-unsplash".
+_SLUG = re.compile(r"^[\w.]+(?:[-_][\w.]+){2,}$")
+_IMAGE_HOSTS = re.compile(r"(unsplash|pexels|pixabay|shutterstock|getty|\.(jpe?g|png|gif|webp))$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A structural piece of a document: a heading, paragraph, list, table or boilerplate line."""
+
+    kind: str  # "heading" | "paragraph" | "list" | "table" | "boilerplate"
+    start: int  # first non-space character
+    end: int  # one past the last non-space character
+    heading: str = ""  # clean heading text, for headings
+    level: int = 0  # markdown heading level; 0 for a bare-line heading
+    marker: str = ""  # "bullet" | "numbered", for lists
+
+
+@dataclass(frozen=True)
+class _Line:
+    start: int
+    end: int
+    kind: str  # "heading" | "bullet" | "numbered" | "table" | "boilerplate" | "text"
+    text: str
+    indent: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """Blocks that must stay in one chunk if they fit: a list with its lead-in, a table with its caption."""
+
+    start: int
+    end: int
+    kind: str
+    after_break: bool  # boilerplate lies between this unit and the one before
+
+
+@dataclass(frozen=True)
+class _Section:
+    heading: Block | None
+    path: tuple[str, ...]
+    units: tuple[_Unit, ...]
+
+
+def split_document(
+    doc: Document, tokenizer: Any, *, chunk_tokens: int, chunk_overlap: int, max_tokens: int
+) -> list[Chunk]:
+    """Split ``doc`` into chunks of at most ``chunk_tokens`` model tokens.
+
+    Sections follow headings; a table stays with its title, header and caption, a list with
+    its lead-in line, an FAQ question with its answer. Boilerplate (photo credits, "Image of …")
+    is left out. ``doc.text[chunk.start:chunk.end] == chunk.text`` holds for every chunk, and
+    the context line plus the text fit in ``max_tokens``.
+    """
+    if chunk_tokens + CONTEXT_TOKENS > max_tokens:
+        raise ConfigError(
+            f"ADVISOR_CHUNK_TOKENS={chunk_tokens} leaves no room for the {CONTEXT_TOKENS}-token title/section "
+            f"context in the model's {max_tokens}-token window; use at most {max_tokens - CONTEXT_TOKENS}"
+        )
+
+    def count(text: str) -> int:
+        return len(tokenizer.tokenize(text))
+
+    text = doc.text
+    chunks: list[Chunk] = []
+    seen: set[int] = set()
+    for section in _sections(parse_blocks(text), text):
+        context = _context(doc.title, section.path, count)
+        label = " › ".join(section.path)
+        for start, end in _pack(text, section, count, tokenizer, chunk_tokens, chunk_overlap):
+            chunk = Chunk(
+                id=0,
+                source=doc.source,
+                title=doc.title,
+                section=label,
+                text=text[start:end],
+                start=start,
+                end=end,
+                page=doc.page_at(start),
+                context=context,
+            )
+            chunk_id = chunk_id_for(chunk)
+            while chunk_id in seen:  # a 63-bit hash collision within one document: step to a free id
+                chunk_id = (chunk_id + 1) & 0x7FFF_FFFF_FFFF_FFFF
+            seen.add(chunk_id)
+            chunks.append(replace(chunk, id=chunk_id))
+    return chunks
+
+
+def chunk_id_for(chunk: Chunk) -> int:
+    """A stable 63-bit id from a chunk's source, position and embedded text."""
+    key = "\x00".join((chunk.source, str(chunk.start), str(chunk.end), chunk.context, chunk.text))
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+# --- structure ----------------------------------------------------------------------------
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """Find the headings, paragraphs, lists, tables and boilerplate lines of ``text``, in order."""
+    blocks: list[Block] = []
+    for run in _runs(_lines(text)):
+        blocks.extend(_run_blocks(run))
+    return _tidy(blocks, text)
+
+
+def _lines(text: str) -> Iterator[_Line | None]:
+    """Each line's stripped span and kind; None for a blank line."""
+    for match in re.finditer(r"[^\n]*(?:\n|$)", text):
+        raw = match.group().rstrip("\r\n")
+        stripped = raw.strip()
+        if not stripped:
+            if match.end() > match.start():
+                yield None
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        start = match.start() + indent
+        yield _Line(start, start + len(stripped), _line_kind(stripped), stripped, indent)
+
+
+def _line_kind(line: str) -> str:
+    if _MD_HEADING.match(line):
+        return "heading"
+    if _MD_TABLE.match(line):
+        return "table"
+    if _is_boilerplate(line):
+        return "boilerplate"
+    if _BULLET.match(line):
+        return "bullet"
+    if _NUMBERED.match(line):
+        return "numbered"
+    return "text"
+
+
+def _is_boilerplate(line: str) -> bool:
+    if any(p.match(line) for p in _BOILERPLATE):
+        return True
+    return bool(_SLUG.match(line) and (re.search(r"\d", line) or _IMAGE_HOSTS.search(line)))
+
+
+def _runs(lines: Iterator[_Line | None]) -> Iterator[list[_Line]]:
+    """Groups of consecutive non-blank lines."""
+    run: list[_Line] = []
+    for line in lines:
+        if line is None:
+            if run:
+                yield run
+            run = []
+        else:
+            run.append(line)
+    if run:
+        yield run
+
+
+def _run_blocks(run: list[_Line]) -> Iterator[Block]:
+    i = 0
+    while i < len(run):
+        line = run[i]
+        if line.kind == "heading":
+            match = _MD_HEADING.match(line.text)
+            assert match is not None
+            yield Block("heading", line.start, line.end, _clean(match.group(2)), level=len(match.group(1)))
+            i += 1
+        elif line.kind == "boilerplate":
+            yield Block("boilerplate", line.start, line.end)
+            i += 1
+        elif line.kind == "table":
+            j = _take(run, i, {"table"})
+            yield Block("table", line.start, run[j - 1].end)
+            i = j
+        elif line.kind in ("bullet", "numbered"):
+            # Indented lines under an item continue it (wrapped list items).
+            j = i + 1
+            while j < len(run) and (run[j].kind == line.kind or (run[j].kind == "text" and run[j].indent > line.indent)):
+                j += 1
+            yield Block("list", line.start, run[j - 1].end, marker="numbered" if line.kind == "numbered" else "bullet")
+            i = j
+        else:
+            j = _take(run, i, {"text"})
+            yield _text_block(run[i:j])
+            i = j
+
+
+def _take(run: list[_Line], i: int, kinds: set[str]) -> int:
+    j = i
+    while j < len(run) and run[j].kind in kinds:
+        j += 1
+    return j
+
+
+def _text_block(lines: list[_Line]) -> Block:
+    start, end = lines[0].start, lines[-1].end
+    if len(lines) == 1:
+        if _looks_like_heading(lines[0].text):
+            return Block("heading", start, end, _clean(lines[0].text))
+        return Block("paragraph", start, end)
+    # Consecutive short lines, none ending a sentence, are a table flattened into text
+    # ("Entry Level $85,000"); a hard-wrapped paragraph ends its last line with punctuation.
+    if all(len(line.text) <= 160 and line.text[-1] not in ".!?" for line in lines):
+        return Block("table", start, end)
+    return Block("paragraph", start, end)
+
+
+def _looks_like_heading(line: str) -> bool:
+    """A bare short line that does not end a sentence: "Skills Needed", "What is overfitting?", "Notes:"."""
+    if len(line) > 100 or len(line.split()) > 15 or line[-1] in ".,;":
+        return False
+    return line[0].isupper() or line[0].isdigit() or line[0] in "\"'“‘¿¡*_"
+
+
+def _clean(heading: str) -> str:
+    return re.sub(r"[*_`]+", "", heading).strip()
+
+
+def _tidy(blocks: list[Block], text: str) -> list[Block]:
+    """Apply the rules that need neighbours: table titles, lead-ins, merged lists, repeated headings."""
+    out: list[Block] = []
+    for i, block in enumerate(blocks):
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        if block.kind == "list" and block.marker == "numbered" and nxt is not None and nxt.kind == "table" \
+                and "\n" not in text[block.start:block.end]:
+            # "2. Average Salary of Machine Learning Engineers" right above a table is its title.
+            title = _NUMBERED.sub("", text[block.start:block.end]).strip()
+            block = Block("heading", block.start, block.end, _clean(title))
+        elif block.kind == "heading" and block.level == 0 and text[block.end - 1] == ":" \
+                and nxt is not None and nxt.kind in ("list", "table"):
+            block = Block("paragraph", block.start, block.end)  # "They help in:" introduces what follows
+        prev = out[-1] if out else None
+        if block.kind == "list" and prev is not None and prev.kind == "list" and prev.marker == block.marker:
+            out[-1] = replace(prev, end=block.end)  # list items separated by blank lines are one list
+            continue
+        out.append(block)
+    # A heading repeated with only boilerplate between ("Common Misconceptions" twice) counts once;
+    # keep the last copy, the one right above the content.
+    tidy: list[Block] = []
+    for block in out:
+        if block.kind == "heading":
+            k = len(tidy) - 1
+            while k >= 0 and tidy[k].kind == "boilerplate":
+                k -= 1
+            if k >= 0 and tidy[k].kind == "heading" and tidy[k].heading.lower() == block.heading.lower():
+                del tidy[k]
+        tidy.append(block)
+    # Trailing headings with no content after them are text, not headings (nothing would be indexed).
+    for k in range(len(tidy) - 1, -1, -1):
+        if tidy[k].kind == "boilerplate":
+            continue
+        if tidy[k].kind == "heading":
+            tidy[k] = Block("paragraph", tidy[k].start, tidy[k].end)
+        break
+    return tidy
+
+
+def _sections(blocks: list[Block], text: str) -> Iterator[_Section]:
+    """Group blocks under their headings, building each section's heading path."""
+    stack: list[Block] = []  # markdown headings with levels
+    heading: Block | None = None
+    path: tuple[str, ...] = ()
+    pending: list[Block] = []
+    previous: Block | None = None
+    for block in blocks:
+        if block.kind == "heading":
+            if heading is not None or pending:
+                yield _Section(heading, path, tuple(_units(pending, text)))
+            if block.level:
+                while stack and stack[-1].level >= block.level:
+                    stack.pop()
+                stack.append(block)
+                path = tuple(h.heading for h in stack)
+            elif previous is not None and previous.kind == "heading":
+                # A bare heading right under another ("Frequently Asked Questions" then the first
+                # question) is read as its subsection.
+                path = path + (block.heading,)
+            else:
+                path = tuple(h.heading for h in stack) + (block.heading,)
+            heading, pending = block, []
+        else:
+            pending.append(block)
+        if block.kind != "boilerplate":
+            previous = block
+    if heading is not None or pending:
+        yield _Section(heading, path, tuple(_units(pending, text)))
+
+
+def _units(blocks: list[Block], text: str) -> Iterator[_Unit]:
+    """Join a lead-in with its list or table, and a table with the caption paragraph after it."""
+    broken = False
+    current: _Unit | None = None
+    for block in blocks:
+        if block.kind == "boilerplate":
+            broken = True
+            continue
+        if current is not None and not broken and (
+            (current.kind == "lead-in" and block.kind in ("list", "table"))
+            or (current.kind == "table" and block.kind == "paragraph")
+        ):
+            kind = block.kind if current.kind == "lead-in" else "table+caption"
+            current = _Unit(current.start, block.end, kind, current.after_break)
+            continue
+        if current is not None:
+            yield _finish(current)
+        kind = "lead-in" if block.kind == "paragraph" and text[block.end - 1] == ":" else block.kind
+        current = _Unit(block.start, block.end, kind, broken)
+        broken = False
+    if current is not None:
+        yield _finish(current)
+
+
+def _finish(unit: _Unit) -> _Unit:
+    return unit if unit.kind != "lead-in" else replace(unit, kind="paragraph")
+
+
+def _context(title: str, path: tuple[str, ...], count: Callable[[str], int]) -> str:
+    parts = [title] + [p for p in path if p.lower() != title.lower()]
+    context = " › ".join(p for p in parts if p)
+    while context and count(context) > CONTEXT_TOKENS:
+        context = context.rsplit(" ", 1)[0] if " " in context else context[: len(context) // 2]
+    return context
+
+
+# --- packing ------------------------------------------------------------------------------
+
+
+def _pack(
+    text: str, section: _Section, count: Callable[[str], int], tokenizer: Any, budget: int, overlap: int
+) -> Iterator[tuple[int, int]]:
+    """Greedily pack a section's units into spans of at most ``budget`` tokens.
+
+    The first span starts at the heading so the passage shows what it is about; a unit too
+    big for any span is split on its own lines, then by the recursive character splitter.
+    """
+    start: int | None = section.heading.start if section.heading else None
+    end: int | None = None  # end of the last unit in the current span; None while it holds no unit
+    for unit in section.units:
+        if unit.after_break:
+            # Boilerplate (a photo credit, say) stands between: start afresh after it.
+            if end is not None:
+                yield start, end  # type: ignore[misc]
+            start, end = None, None
+        begin = start if start is not None else unit.start
+        if count(text[begin:unit.end]) <= budget:
+            start, end = begin, unit.end
+            continue
+        if end is not None:
+            yield start, end  # type: ignore[misc]
+            begin = unit.start
+            if count(text[begin:unit.end]) <= budget:
+                start, end = begin, unit.end
+                continue
+        yield from _split_long(text, begin, unit.end, unit.kind, count, tokenizer, budget, overlap)
+        start, end = None, None
+    if end is not None:
+        yield start, end  # type: ignore[misc]
+
+
+def _split_long(
+    text: str, start: int, end: int, kind: str, count: Callable[[str], int], tokenizer: Any, budget: int, overlap: int
+) -> Iterator[tuple[int, int]]:
+    """Spans of at most ``budget`` tokens covering ``text[start:end]``; lists and tables break between lines."""
+    if kind != "paragraph":
+        lines = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S[^\n]*\S|\S", text[start:end])]
+        span_start: int | None = None
+        span_end = start
+        for line_start, line_end in lines:
+            begin = span_start if span_start is not None else line_start
+            if count(text[begin:line_end]) <= budget:
+                span_start, span_end = begin, line_end
+                continue
+            if span_start is not None:
+                yield span_start, span_end
+                span_start = None
+            if count(text[line_start:line_end]) <= budget:
+                span_start, span_end = line_start, line_end
+            else:
+                yield from _split_text(text, line_start, line_end, tokenizer, budget, overlap)
+        if span_start is not None:
+            yield span_start, span_end
+        return
+    yield from _split_text(text, start, end, tokenizer, budget, overlap)
+
+
+def _split_text(text: str, start: int, end: int, tokenizer: Any, budget: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """Split prose with langchain's recursive splitter, measured in model tokens.
+
+    The splitter's own ``start_index`` is unreliable (it mixes token and character counts), so
+    each piece is located in the source by searching forward from the previous one.
+    """
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer, chunk_size=budget, chunk_overlap=overlap, separators=["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""],
+        keep_separator="end",
+    )
+    segment = text[start:end]
+    cursor = 0
+    for piece in splitter.split_text(segment):
+        found = segment.find(piece, cursor)
+        if found < 0:
+            raise RuntimeError(f"splitter produced text not found in the source at offset {start + cursor}")
+        yield start + found, start + found + len(piece)
+        cursor = found + 1

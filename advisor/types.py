@@ -1,0 +1,82 @@
+"""Small frozen records that the pipeline stages pass to each other."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Page:
+    """A PDF page's span in its document's text (1-based page number)."""
+
+    number: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """One loaded corpus file: its text as the splitter and citations see it."""
+
+    source: str  # display path, e.g. "corpus/guide.txt"
+    title: str
+    text: str
+    sha256: str  # of the file's bytes, so a re-save with the same bytes is no change
+    kind: str  # "txt" | "md" | "html" | "pdf"
+    encoding: str | None = None  # how the bytes were decoded, where that was a choice
+    pages: tuple[Page, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """Return the PDF page holding character ``offset``, or None for non-paged text."""
+        for page in self.pages:
+            if page.start <= offset < page.end:
+                return page.number
+        return self.pages[-1].number if self.pages and offset >= self.pages[-1].start else None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document: ``document.text[start:end] == text``."""
+
+    id: int
+    source: str
+    title: str
+    section: str
+    text: str
+    start: int
+    end: int
+    page: int | None = None
+    context: str = ""  # title and section, prepended when embedding only
+
+    @property
+    def embedding_text(self) -> str:
+        """The text given to the embedding model: context line, then the passage."""
+        return f"{self.context}\n\n{self.text}" if self.context else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-ready fields, for the index's chunk file."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Chunk:
+        """Rebuild a chunk from ``to_json`` output."""
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its score (higher is better) and 1-based rank."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A corpus file that was not indexed, and why."""
+
+    source: str
+    reason: str
+    sha256: str | None = None  # set when the file was read, so an unchanged file is not retried

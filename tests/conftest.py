@@ -1,0 +1,60 @@
+"""Shared fixtures: the real packaged model (loaded once), tiny corpora and settings in temp folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from advisor.config import PACKAGED_MODEL, PROJECT_ROOT, Settings  # noqa: E402
+from advisor.embed import Embedder, get_embedder  # noqa: E402
+from advisor.index import build  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+SEED_CORPUS = PROJECT_ROOT / "corpus"
+GOOD_FILES = ("career-notes.md", "hiring-page.html", "latin1-notes.txt", "utf16-notes.txt")
+BAD_FILES = ("binary-data.txt", "empty.txt", "whitespace-only.txt")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real packaged MiniLM model, loaded once for the whole session."""
+    model = get_embedder(PACKAGED_MODEL)
+    model.model  # noqa: B018 - load now, not inside the first test's timing
+    return model
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a corpus and index under this test's temp folder, ignoring the caller's ADVISOR_* env."""
+
+    def make(**overrides: object) -> Settings:
+        overrides.setdefault("corpus_dir", tmp_path / "corpus")
+        overrides.setdefault("index_dir", tmp_path / "index")
+        return Settings.load(env={}, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A temp corpus holding the test data files, good and bad."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name in GOOD_FILES + BAD_FILES:
+        shutil.copy(DATA / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    """The shipped corpus indexed once into a temp folder (the repo's own index/ is left alone)."""
+    index_dir = tmp_path_factory.mktemp("seed-index")
+    settings = Settings.load(env={}, corpus_dir=SEED_CORPUS, index_dir=index_dir)
+    build(settings, embedder=embedder)
+    return settings

@@ -1,0 +1,67 @@
+"""The CLI as users run it: a real subprocess, the real model, a temp corpus and index."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from advisor.config import PROJECT_ROOT
+from conftest import DATA
+
+
+def run(*args, cwd=PROJECT_ROOT):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {k: v for k, v in env.items() if not k.startswith("ADVISOR_")}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_index_json_status_and_search(tmp_path):
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    corpus.mkdir()
+    shutil.copy(DATA / "career-notes.md", corpus)
+    shutil.copy(DATA / "binary-data.txt", corpus)
+    paths = ["--corpus", str(corpus), "--index", str(index)]
+
+    first = run("-m", "advisor", "index", "--json", *paths)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout.strip().splitlines()[-1])
+    assert list(result) == ["added", "changed", "removed", "unchanged", "chunks_embedded", "chunks_total"]
+    assert result["added"] == ["corpus/career-notes.md"] and result["chunks_embedded"] == result["chunks_total"] > 0
+    assert "skipped   corpus/binary-data.txt: binary content" in first.stderr
+    assert "Batches" in first.stderr  # the embedding progress bar
+
+    fresh = run("-m", "advisor", "index", "--status", *paths)
+    assert fresh.returncode == 0 and "up to date" in fresh.stdout
+
+    (corpus / "remote.txt").write_text("Remote Work\n\nMost teams let ML engineers work remotely two days a week.\n")
+    stale = run("-m", "advisor", "index", "--status", *paths)
+    assert stale.returncode == 1 and "corpus/remote.txt" in stale.stdout and "stale" in stale.stdout
+
+    second = run("-m", "advisor", "index", "--json", *paths)
+    update = json.loads(second.stdout.strip().splitlines()[-1])
+    assert update["added"] == ["corpus/remote.txt"] and update["unchanged"] == ["corpus/career-notes.md"]
+    assert 0 < update["chunks_embedded"] < update["chunks_total"]
+
+    found = run("-m", "advisor", "search", "can I work from home", "-k", "1", *paths)
+    assert found.returncode == 0 and "[1]" in found.stdout and "corpus/remote.txt" in found.stdout
+    assert "remotely two days a week" in found.stdout
+
+
+def test_errors_are_one_clear_line_and_exit_2(tmp_path):
+    missing = run("-m", "advisor", "index", "--corpus", str(tmp_path / "nope"), "--index", str(tmp_path / "index"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: corpus folder") and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    (tmp_path / "corpus").mkdir()
+    no_index = run("-m", "advisor", "search", "pay", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
+    assert no_index.returncode == 2 and "no index in" in no_index.stderr and "python -m advisor index" in no_index.stderr
+
+
+def test_app_builds_the_index_and_exits(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(DATA / "hiring-page.html", corpus)
+    result = run("app.py", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
+    assert result.returncode == 0, result.stderr
+    assert "1 document," in result.stdout and (tmp_path / "index" / "manifest.json").is_file()

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import pytest
+
+from advisor.config import PACKAGED_MODEL, Settings
+from advisor.errors import ConfigError
+
+
+def test_defaults_point_at_the_project_folders():
+    settings = Settings.load(env={})
+    assert settings.corpus_dir.name == "corpus" and settings.index_dir.name == "index"
+    assert settings.model == PACKAGED_MODEL
+    assert settings.chunk_tokens == 160
+
+
+def test_env_vars_override_defaults_and_flags_override_env(tmp_path):
+    env = {"ADVISOR_CHUNK_TOKENS": "120", "ADVISOR_CORPUS": str(tmp_path / "docs"), "ADVISOR_TOP_K": "3"}
+    settings = Settings.load(env=env)
+    assert settings.chunk_tokens == 120 and settings.top_k == 3
+    assert settings.corpus_dir == (tmp_path / "docs").resolve()
+    flagged = Settings.load(env=env, chunk_tokens=100, corpus_dir=Path(tmp_path / "other"), top_k=None)
+    assert flagged.chunk_tokens == 100 and flagged.top_k == 3
+    assert flagged.corpus_dir == (tmp_path / "other").resolve()
+
+
+def test_a_bad_value_names_the_variable():
+    with pytest.raises(ConfigError, match="ADVISOR_CHUNK_TOKENS='lots'"):
+        Settings.load(env={"ADVISOR_CHUNK_TOKENS": "lots"})
+    with pytest.raises(ConfigError, match="ADVISOR_CHUNK_OVERLAP"):
+        Settings.load(env={"ADVISOR_CHUNK_OVERLAP": "100"})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Settings.load(env={}, colour="blue")
