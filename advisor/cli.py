@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", parents=[common], help="build or update the index incrementally",
                                 description="Embed new and changed documents, drop removed ones, keep the rest.")
     index.add_argument("--full", action="store_true", help="re-embed every document")
-    index.add_argument("--status", action="store_true", help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)")
+    index.add_argument("--status", action="store_true",
+                       help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)")
     index.add_argument("--json", action="store_true", help="end the output with one JSON line (human text goes to stderr)")
     index.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long if another build is running")
     search = commands.add_parser("search", parents=[common], help="print the passages that best match a query")
@@ -122,7 +123,8 @@ def format_hit(hit: Hit, width: int = 100) -> str:
     where = chunk.source + (f" p. {chunk.page}" if chunk.page else "")
     section = f" — {chunk.section}" if chunk.section else ""
     body = "\n".join(
-        textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ") for line in chunk.text.splitlines() if line.strip()
+        textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
+        for line in chunk.text.splitlines() if line.strip()
     )
     return f"[{hit.rank}] {hit.score:.3f}  {where}{section}\n{body}\n"
 

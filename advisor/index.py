@@ -7,9 +7,10 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +102,17 @@ class Index:
                 f"{directory / MANIFEST} was built with model '{built_with}' but the configured model is "
                 f"'{model}'; {REBUILD}, or set ADVISOR_MODEL={built_with}"
             )
-        try:
-            return cls._open(directory, manifest)
-        except FileNotFoundError:
-            pass  # a build swapped in a new generation while this one was being read: read the new one
-        try:
-            return cls._open(directory, read_manifest(directory))
-        except FileNotFoundError as exc:
-            raise IndexCorrupt(f"{exc.filename} is missing; {REBUILD}") from None
+        for _ in range(3):
+            try:
+                return cls._open(directory, manifest)
+            except FileNotFoundError as exc:
+                # A build swapped in a new generation (and deleted this one) while it was being read.
+                missing = exc.filename
+            newer = read_manifest(directory)
+            if newer["build_id"] == manifest.get("build_id"):
+                break  # no new generation: the file is really gone
+            manifest = newer
+        raise IndexCorrupt(f"{missing} is missing; {REBUILD}")
 
     @classmethod
     def _open(cls, directory: Path, manifest: dict[str, Any]) -> Index:
@@ -132,7 +136,9 @@ class Index:
         except RuntimeError as exc:
             raise IndexCorrupt(f"{vector_path} is damaged ({str(exc).splitlines()[-1][:160]}); {REBUILD}") from None
         if store.dim != manifest["model"]["dim"]:
-            raise IndexCorrupt(f"{vector_path} holds {store.dim}-d vectors, {MANIFEST} says {manifest['model']['dim']}; {REBUILD}")
+            raise IndexCorrupt(
+                f"{vector_path} holds {store.dim}-d vectors, {MANIFEST} says {manifest['model']['dim']}; {REBUILD}"
+            )
         listed = {int(i) for doc in manifest["documents"].values() for i in doc["chunk_ids"]}
         if not (store.ids() == set(chunks) == listed):
             raise IndexCorrupt(f"{vector_path}, {chunk_path} and {MANIFEST} list different passages; {REBUILD}")
@@ -158,7 +164,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """Read and sanity-check ``directory/manifest.json``."""
     path = directory / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise IndexMissing(f"no index in {directory} yet; build it with `python -m advisor index`") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -167,17 +173,21 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise IndexCorrupt(f"{path} is not a manifest object; {REBUILD}")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise IndexMismatch(f"{path} has format version {version!r}; this Career Advisor reads version {FORMAT_VERSION}; {REBUILD}")
+        raise IndexMismatch(
+            f"{path} has format version {version!r}; this Career Advisor reads version {FORMAT_VERSION}; {REBUILD}"
+        )
     try:
-        for key in ("vectors", "chunks"):
-            str(manifest["files"][key]["name"]), str(manifest["files"][key]["sha256"]), int(manifest["files"][key]["bytes"])
-        str(manifest["model"]["name"]), int(manifest["model"]["dim"]), dict(manifest["splitter"]), str(manifest["built_at"])
-        for doc in manifest["documents"].values():
-            str(doc["sha256"]), list(doc["chunk_ids"])
-        for item in manifest.get("skipped", {}).values():
-            str(item["reason"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IndexCorrupt(f"{path} is missing or has a malformed field ({exc!r}); {REBUILD}") from None
+        files, model, docs = manifest["files"], manifest["model"], manifest["documents"]
+        fields = (("name", str), ("sha256", str), ("bytes", int))
+        expected = [(files[k][f], t) for k in ("vectors", "chunks") for f, t in fields]
+        expected += [(model["name"], str), (model["dim"], int), (manifest["splitter"], dict), (manifest["built_at"], str),
+                     (manifest["build_id"], str), (docs, dict), (manifest.get("skipped", {}), dict)]
+        expected += [(value, t) for doc in docs.values() for value, t in ((doc["sha256"], str), (doc["chunk_ids"], list))]
+        wrong = [value for value, kind in expected if not isinstance(value, kind)]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise IndexCorrupt(f"{path} is missing field {exc}; {REBUILD}") from None
+    if wrong:
+        raise IndexCorrupt(f"{path} has a malformed field (value {wrong[0]!r}); {REBUILD}")
     return manifest
 
 
@@ -260,8 +270,9 @@ def build(
         _remove_temp_files(directory)
         manifest, previous, why_full = _previous(directory, settings, full)
         documents = manifest["documents"] if manifest else {}
+        old_skipped = manifest.get("skipped", {}) if manifest else {}
         files, skipped = scan_corpus(corpus)
-        plan = _plan(files, documents, manifest.get("skipped", {}) if manifest else {}, everything=why_full is not None)
+        plan = _plan(files, documents, old_skipped, everything=why_full is not None)
         if why_full and manifest:
             log(f"Rebuilding the whole index: {why_full}.")
         embedder = embedder or get_embedder(settings.model)
@@ -269,13 +280,13 @@ def build(
         if previous is not None and why_full is None and new_chunks and embedder.dim != previous.store.dim:
             why_full = f"the model's dimension changed from {previous.store.dim} to {embedder.dim}"
             log(f"Rebuilding the whole index: {why_full}.")
-            plan = _plan(files, documents, manifest.get("skipped", {}) if manifest else {}, everything=True)
+            plan = _plan(files, documents, old_skipped, everything=True)
             new_docs, new_chunks, failed = _load_and_split(plan.to_load, settings, embedder)
         skipped += failed
         skipped_map = {s.source: {"sha256": s.sha256, "reason": s.reason} for s in skipped if s.sha256}
         in_place = previous is not None and why_full is None
         if in_place and not (new_chunks or plan.added or plan.changed or plan.removed) \
-                and skipped_map == manifest.get("skipped", {}):
+                and skipped_map == old_skipped:
             return BuildReport(unchanged=tuple(plan.unchanged), skipped=tuple(skipped), chunks_total=len(previous.store),
                                documents=len(documents), seconds=time.perf_counter() - started)
 
@@ -293,7 +304,7 @@ def build(
         all_chunks = [previous.chunks[int(i)] for doc in kept.values() for i in doc["chunk_ids"]] if in_place else []
         all_chunks += new_chunks
         all_docs = {**kept, **new_docs}
-        _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map, manifest)
+        _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map)
         return BuildReport(
             added=tuple(s for s in new_docs if s not in documents),
             changed=tuple(plan.changed),
@@ -323,7 +334,8 @@ def index_status(settings: Settings) -> IndexStatus:
     plan = _plan(files, manifest["documents"], manifest.get("skipped", {}), everything=False)
     base = dict(built_at=manifest["built_at"], documents=len(manifest["documents"]),
                 chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()))
-    missing = [manifest["files"][k]["name"] for k in ("vectors", "chunks") if not (settings.index_dir / manifest["files"][k]["name"]).is_file()]
+    names = [manifest["files"][k]["name"] for k in ("vectors", "chunks")]
+    missing = [name for name in names if not (settings.index_dir / name).is_file()]
     if missing:
         return IndexStatus(False, f"index files missing from {settings.index_dir}: {', '.join(missing)}; {REBUILD}", **base)
     mismatch = settings_mismatch(manifest, settings)
@@ -371,27 +383,21 @@ def _load_and_split(
 # --- files --------------------------------------------------------------------------------
 
 
-class _build_lock:
-    """An exclusive lock on the index folder (released by the OS if the process dies)."""
+@contextmanager
+def _build_lock(directory: Path, wait: float) -> Iterator[None]:
+    """Hold the index folder's build lock (the OS releases it if the process dies)."""
+    from filelock import FileLock, Timeout
 
-    def __init__(self, directory: Path, wait: float) -> None:
-        from filelock import FileLock
-
-        self.path = directory / LOCK
-        self.lock = FileLock(str(self.path), timeout=wait)
-
-    def __enter__(self) -> None:
-        from filelock import Timeout
-
-        try:
-            self.lock.acquire()
-        except Timeout:
-            raise IndexBusy(
-                f"another index build is running (lock {self.path} is held); wait for it to finish and try again"
-            ) from None
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+    path = directory / LOCK
+    lock = FileLock(str(path), timeout=wait)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise IndexBusy(f"another index build is running (lock {path} is held); wait for it to finish and try again") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _previous(directory: Path, settings: Settings, full: bool) -> tuple[dict[str, Any] | None, Index | None, str | None]:
@@ -413,10 +419,10 @@ def _previous(directory: Path, settings: Settings, full: bool) -> tuple[dict[str
 
 def _write(
     directory: Path, settings: Settings, embedder: Embedder, store: FaissStore, chunks: list[Chunk],
-    documents: dict[str, Any], skipped: dict[str, Any], old_manifest: dict[str, Any] | None,
+    documents: dict[str, Any], skipped: dict[str, Any],
 ) -> None:
     """Write a new generation beside the old one, then swap the manifest in as the single commit point."""
-    build_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     vectors_name, chunks_name = f"vectors-{build_id}.faiss", f"chunks-{build_id}.json"
     vectors_tmp = directory / f"{vectors_name}.tmp"
     store.save(vectors_tmp)
@@ -428,7 +434,7 @@ def _write(
     manifest = {
         "format_version": FORMAT_VERSION,
         "build_id": build_id,
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": str(settings.corpus_dir),
         "model": {"name": settings.model, "dim": store.dim, "max_tokens": embedder.max_tokens},
         "splitter": splitter_config(settings),
@@ -442,11 +448,9 @@ def _write(
     }
     _atomic_write(directory / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
     _fsync_dir(directory)
-    # Keep the generation just replaced, so a reader that read the old manifest a moment ago
-    # can still open its files; older generations and crash leftovers go.
+    # Older generations go at once, so text removed from the corpus is gone from disk too; a reader
+    # that read the old manifest a moment ago finds its files missing and re-reads the new one.
     keep = {vectors_name, chunks_name}
-    if old_manifest:
-        keep |= {old_manifest["files"]["vectors"]["name"], old_manifest["files"]["chunks"]["name"]}
     for path in directory.iterdir():
         if path.name.startswith(("vectors-", "chunks-")) and path.name not in keep:
             path.unlink(missing_ok=True)

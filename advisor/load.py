@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from advisor.split import first_heading
 from advisor.types import Document, Page, Skipped
 
 FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
@@ -83,7 +84,7 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
         text, title = _html_text(raw)
     else:
         text, encoding = decode_text(raw)
-        title = _first_heading(text, markdown=kind == "md")
+        title = first_heading(text)
     if not text.strip():
         raise LoadError("no text content")
     return Document(
@@ -127,26 +128,6 @@ def decode_text(raw: bytes) -> tuple[str, str]:
     raise LoadError("binary content or an unknown encoding; save it as UTF-8")
 
 
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
-
-
-def _first_heading(text: str, markdown: bool) -> str:
-    """A title from the text: a markdown '# ' heading, else the first short non-empty line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if markdown:
-        for line in lines:
-            match = _MD_HEADING.match(line)
-            if match:
-                return _strip_markup(match.group(1))
-    first = lines[0] if lines else ""
-    first = _MD_HEADING.sub(r"\1", first)
-    return _strip_markup(first) if len(first) <= 120 and not first.endswith(".") else ""
-
-
-def _strip_markup(text: str) -> str:
-    return re.sub(r"[*_`]+", "", text).strip()
-
-
 def _title_from_name(path: Path) -> str:
     words = re.sub(r"[-_]+", " ", path.stem).strip()
     return words[:1].upper() + words[1:] if words else path.name
@@ -188,9 +169,7 @@ def _html_text(raw: bytes) -> tuple[str, str]:
     writer = _HtmlWriter()
     writer.walk(root)
     text = writer.text()
-    if not title:
-        title = _first_heading(text, markdown=True)
-    return text, title
+    return text, title or first_heading(text)
 
 
 class _HtmlWriter:
@@ -281,4 +260,4 @@ def _pdf_text(raw: bytes) -> tuple[str, tuple[Page, ...], str]:
     if not parts:
         raise LoadError("PDF has no extractable text (scanned images?)")
     text = "\n\n".join(parts) + "\n"
-    return text, tuple(pages), meta_title or _first_heading(text, markdown=False)
+    return text, tuple(pages), meta_title or first_heading(text)

@@ -99,7 +99,8 @@ def split_document(
     for section in _sections(parse_blocks(text), text):
         context = _context(doc.title, section.path, count)
         label = " › ".join(section.path)
-        for start, end in _pack(text, section, count, tokenizer, chunk_tokens, chunk_overlap):
+        head = section.heading.start if section.heading else None
+        for start, end in _pack(text, section.units, head, count, tokenizer, chunk_tokens, chunk_overlap):
             chunk = Chunk(
                 id=0,
                 source=doc.source,
@@ -126,6 +127,16 @@ def chunk_id_for(chunk: Chunk) -> int:
 
 
 # --- structure ----------------------------------------------------------------------------
+
+
+def first_heading(text: str) -> str:
+    """The heading that opens ``text`` (after any boilerplate), for a title; "" when text comes first."""
+    for block in parse_blocks(text[:8000]):  # the opening is enough, even for a huge file
+        if block.kind == "heading":
+            return block.heading
+        if block.kind != "boilerplate":
+            return ""
+    return ""
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -354,61 +365,41 @@ def _context(title: str, path: tuple[str, ...], count: Callable[[str], int]) -> 
 
 
 def _pack(
-    text: str, section: _Section, count: Callable[[str], int], tokenizer: Any, budget: int, overlap: int
+    text: str, units: tuple[_Unit, ...], head: int | None, count: Callable[[str], int], tokenizer: Any,
+    budget: int, overlap: int,
 ) -> Iterator[tuple[int, int]]:
-    """Greedily pack a section's units into spans of at most ``budget`` tokens.
+    """Greedily pack units into spans of at most ``budget`` tokens.
 
-    The first span starts at the heading so the passage shows what it is about; a unit too
-    big for any span is split on its own lines, then by the recursive character splitter.
+    The first span starts at the section heading (``head``) so the passage shows what it is
+    about. A unit too big for any span is split on its own lines, packed the same way; a line
+    or paragraph still too big goes to the recursive character splitter.
     """
-    start: int | None = section.heading.start if section.heading else None
-    end: int | None = None  # end of the last unit in the current span; None while it holds no unit
-    for unit in section.units:
+    span: tuple[int, int] | None = None  # the chunk being filled
+    for unit in units:
         if unit.after_break:
             # Boilerplate (a photo credit, say) stands between: start afresh after it.
-            if end is not None:
-                yield start, end  # type: ignore[misc]
-            start, end = None, None
-        begin = start if start is not None else unit.start
+            if span:
+                yield span
+            span, head = None, None
+        begin = span[0] if span else head if head is not None else unit.start
         if count(text[begin:unit.end]) <= budget:
-            start, end = begin, unit.end
+            span, head = (begin, unit.end), None
             continue
-        if end is not None:
-            yield start, end  # type: ignore[misc]
-            begin = unit.start
+        if span:
+            yield span
+            span, begin = None, unit.start
             if count(text[begin:unit.end]) <= budget:
-                start, end = begin, unit.end
+                span = (begin, unit.end)
                 continue
-        yield from _split_long(text, begin, unit.end, unit.kind, count, tokenizer, budget, overlap)
-        start, end = None, None
-    if end is not None:
-        yield start, end  # type: ignore[misc]
-
-
-def _split_long(
-    text: str, start: int, end: int, kind: str, count: Callable[[str], int], tokenizer: Any, budget: int, overlap: int
-) -> Iterator[tuple[int, int]]:
-    """Spans of at most ``budget`` tokens covering ``text[start:end]``; lists and tables break between lines."""
-    if kind != "paragraph":
-        lines = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S[^\n]*\S|\S", text[start:end])]
-        span_start: int | None = None
-        span_end = start
-        for line_start, line_end in lines:
-            begin = span_start if span_start is not None else line_start
-            if count(text[begin:line_end]) <= budget:
-                span_start, span_end = begin, line_end
-                continue
-            if span_start is not None:
-                yield span_start, span_end
-                span_start = None
-            if count(text[line_start:line_end]) <= budget:
-                span_start, span_end = line_start, line_end
-            else:
-                yield from _split_text(text, line_start, line_end, tokenizer, budget, overlap)
-        if span_start is not None:
-            yield span_start, span_end
-        return
-    yield from _split_text(text, start, end, tokenizer, budget, overlap)
+        if unit.kind == "paragraph":
+            yield from _split_text(text, begin, unit.end, tokenizer, budget, overlap)
+        else:
+            lines = tuple(_Unit(m.start() + begin, m.end() + begin, "paragraph", False)
+                          for m in re.finditer(r"\S(?:[^\n]*\S)?", text[begin:unit.end]))
+            yield from _pack(text, lines, None, count, tokenizer, budget, overlap)
+        head = None
+    if span:
+        yield span
 
 
 def _split_text(text: str, start: int, end: int, tokenizer: Any, budget: int, overlap: int) -> Iterator[tuple[int, int]]:

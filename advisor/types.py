@@ -29,10 +29,12 @@ class Document:
 
     def page_at(self, offset: int) -> int | None:
         """Return the PDF page holding character ``offset``, or None for non-paged text."""
+        number = None
         for page in self.pages:
-            if page.start <= offset < page.end:
-                return page.number
-        return self.pages[-1].number if self.pages and offset >= self.pages[-1].start else None
+            if page.start > offset:
+                break
+            number = page.number
+        return number
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def test_first_build_indexes_good_files_reports_bad_ones_and_writes_no_pickle(co
     index = Index.load(settings.index_dir, model=settings.model)
     assert len(index.chunks) == len(index.store) == report.chunks_total
     assert not [p for p in settings.index_dir.rglob("*") if p.suffix in (".pkl", ".pickle")]
-    for source, doc in index.documents.items():
+    for source in index.documents:
         text = load_document(next(f for f in scan_corpus(settings.corpus_dir)[0] if f.source == source), 2**30).text
         for chunk in index.chunks_of(source):
             assert text[chunk.start:chunk.end] == chunk.text
@@ -83,6 +83,7 @@ def test_incremental_add_change_delete(corpus, make_settings, embedder):
     changed = build(settings, embedder=embedder)
     assert changed.changed == ("corpus/quokka.txt",) and changed.chunks_embedded == chunk_count(settings, embedder, new)
     assert "seashells" not in all_text(settings) and "withdrawn" in all_text(settings)
+    assert not any(b"seashells" in p.read_bytes() for p in settings.index_dir.iterdir())  # not even on disk
     hits = Retriever(Index.load(settings.index_dir), embedder).search("platypus engineers seashells", 10)
     assert not any("seashells" in h.chunk.text for h in hits)
     # Delete: its chunks go, nothing is embedded.
@@ -91,6 +92,7 @@ def test_incremental_add_change_delete(corpus, make_settings, embedder):
     assert removed.removed == ("corpus/quokka.txt",) and removed.chunks_embedded == 0
     assert removed.chunks_total == first.chunks_total
     assert "withdrawn" not in all_text(settings)
+    assert not any(b"withdrawn" in p.read_bytes() for p in settings.index_dir.iterdir())
     assert index_status(settings).fresh
     # Nothing changed: no new generation is written.
     before = generation_files(settings.index_dir)
@@ -143,9 +145,8 @@ def test_damaged_index_files_are_named_and_rebuilt(corpus, make_settings, embedd
 def test_a_second_build_is_refused_while_the_lock_is_held(corpus, make_settings, embedder):
     settings = make_settings()
     settings.index_dir.mkdir()
-    with FileLock(str(settings.index_dir / ".build.lock")):
-        with pytest.raises(IndexBusy, match="another index build is running"):
-            build(settings, embedder=embedder, wait=0.1)
+    with FileLock(str(settings.index_dir / ".build.lock")), pytest.raises(IndexBusy, match="another index build is running"):
+        build(settings, embedder=embedder, wait=0.1)
     assert build(settings, embedder=embedder).wrote
 
 
@@ -170,8 +171,9 @@ def test_failure_before_the_manifest_swap_keeps_the_old_index(corpus, make_setti
     monkeypatch.undo()
     report = build(settings, embedder=embedder)
     assert report.added == ("corpus/quokka.txt",)
-    # The orphaned files of the failed build are cleaned up; current and previous generations stay.
-    assert len(generation_files(settings.index_dir)) == 4
+    # The orphaned files of the failed build are cleaned up; only the current generation stays.
+    manifest = read_manifest(settings.index_dir)
+    assert generation_files(settings.index_dir) == {manifest["files"]["vectors"]["name"], manifest["files"]["chunks"]["name"]}
 
 
 KILL_SCRIPT = """
@@ -213,6 +215,19 @@ def test_kill_9_during_a_full_rebuild_leaves_the_previous_index_loadable(corpus,
     assert index_status(settings).fresh
     report = build(settings, embedder=embedder, full=True)  # the OS released the dead process's lock
     assert report.wrote and not any(p.suffix == ".tmp" for p in settings.index_dir.iterdir())
+
+
+def test_a_reader_holding_an_old_manifest_follows_the_swap(corpus, make_settings, embedder, monkeypatch):
+    import advisor.index as index_module
+
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    stale = read_manifest(settings.index_dir)
+    (corpus / "quokka.txt").write_text(NEW_DOC)
+    build(settings, embedder=embedder)  # deletes the generation `stale` points at
+    calls = iter([stale])
+    monkeypatch.setattr(index_module, "read_manifest", lambda d: next(calls, None) or read_manifest(d))
+    assert "seashells" in "".join(c.text for c in Index.load(settings.index_dir).chunks.values())
 
 
 def test_symlinked_file_outside_the_corpus_is_never_indexed(corpus, make_settings, embedder, tmp_path):
