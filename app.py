@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report, settings))
-    print('The chat interface is not built yet. Meanwhile, search the index: python -m advisor search "entry level salary"')
+    print("The browser chat is not built yet. Meanwhile, ask from the terminal:")
+    print('  python -m advisor ask "What do ML engineers earn?"')
     return 0
 
 

@@ -9,11 +9,14 @@ import textwrap
 from pathlib import Path
 from typing import TextIO
 
-from advisor.config import Settings
+from advisor.config import PROJECT_ROOT, Settings
 from advisor.errors import AdvisorError
 from advisor.index import BuildReport, IndexStatus, build, index_status
 from advisor.retrieve import Retriever
-from advisor.types import Hit
+from advisor.types import Answer, Hit
+
+DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
+THRESHOLDS = PROJECT_ROOT / "eval" / "thresholds.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "index":
             return _status(settings, args.json) if args.status else _index(settings, args.full, args.json, args.wait)
+        if args.command == "ask":
+            return _ask_jsonl(settings) if args.jsonl else _ask(settings, args.question)
+        if args.command == "eval":
+            return _eval(settings, args.file, args.json, args.check, args.thresholds, args.failures)
         return _search(settings, args.query, settings.top_k, args.json)
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -48,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)")
     index.add_argument("--json", action="store_true", help="end the output with one JSON line (human text goes to stderr)")
     index.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long if another build is running")
+    ask = commands.add_parser("ask", parents=[common], help="answer a question with numbered, cited sources")
+    ask.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
+    ask.add_argument("--jsonl", action="store_true",
+                     help='read {"question", "history"} JSON lines on stdin; write one JSON answer line for each')
+    evaluate = commands.add_parser("eval", parents=[common], help="score answers on a golden set, beside the naive recipe")
+    evaluate.add_argument("file", nargs="?", type=Path, default=DEVSET,
+                          help="golden set of JSON lines (default eval/devset.jsonl)")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON line")
+    evaluate.add_argument("--check", action="store_true", help="exit 1 when a metric is below its threshold")
+    evaluate.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="JSON of metric minimums for --check")
+    evaluate.add_argument("--failures", action="store_true", help="list the questions the advisor got wrong")
     search = commands.add_parser("search", parents=[common], help="print the passages that best match a query")
     search.add_argument("query")
     search.add_argument("-k", "--top-k", type=int, help="how many passages (env ADVISOR_TOP_K; default 5)")
@@ -103,6 +121,114 @@ def _print_status(status: IndexStatus, out: TextIO) -> None:
     for label, sources in (("added", status.added), ("changed", status.changed), ("removed", status.removed)):
         for source in sources:
             print(f"  {label:<9} {source}", file=out)
+
+
+def _ready(settings: Settings) -> None:
+    """Bring the index up to date before answering (a no-op, without loading the model, when it is)."""
+    report = build(settings, progress=True, wait=600, log=lambda message: print(message, file=sys.stderr, flush=True))
+    if report.wrote:
+        print(format_report(report, settings), file=sys.stderr)
+
+
+def _ask(settings: Settings, question: str | None) -> int:
+    from advisor.chat import Advisor
+
+    if not question:
+        print('error: give a question, e.g. python -m advisor ask "What do ML engineers earn?", or use --jsonl',
+              file=sys.stderr)
+        return 2
+    _ready(settings)
+    print(format_answer(Advisor(settings).ask(question)))
+    return 0
+
+
+def format_answer(answer: Answer, width: int = 100) -> str:
+    """An answer for the terminal: its text, then its numbered sources with the cited passages."""
+    lines = [answer.text]
+    if answer.citations:
+        lines += ["", "Sources:"]
+        for citation in answer.citations:
+            chunk = citation.chunk
+            where = chunk.source + (f" p. {chunk.page}" if chunk.page else "")
+            lines.append(f"[{citation.n}] {where} — {chunk.section or chunk.title}")
+            lines += [textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
+                      for line in chunk.text.splitlines() if line.strip()]
+    return "\n".join(lines)
+
+
+def answer_json(answer: Answer) -> dict:
+    """The `ask --jsonl` shape: answer text, grounded flag, numbered sources."""
+    return {
+        "answer": answer.text,
+        "grounded": answer.grounded,
+        "sources": [
+            {"n": c.n, "source": c.chunk.source, "title": c.chunk.title, "section": c.chunk.section,
+             "text": c.chunk.text, "score": round(c.hit.score, 4)}
+            for c in answer.citations
+        ],
+    }
+
+
+def _ask_jsonl(settings: Settings) -> int:
+    from advisor.chat import Advisor
+
+    _ready(settings)
+    advisor = Advisor(settings)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            question, history = request["question"], request.get("history") or []
+            if not isinstance(question, str) or not isinstance(history, list):
+                raise TypeError("'question' must be a string and 'history' a list")
+            reply = answer_json(advisor.ask(question, history))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # One bad line gets an error reply in its place, so replies stay aligned with requests.
+            reply = {"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {exc!r}"}
+        print(json.dumps(reply, ensure_ascii=False), flush=True)
+    return 0
+
+
+def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds_path: Path, failures: bool) -> int:
+    from dataclasses import replace
+
+    from advisor.chat import Advisor
+    from advisor.embed import get_embedder
+    from advisor.evaluate import KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, read_golden, summarize
+
+    items = read_golden(path)
+    _ready(settings)
+    advisor = Advisor(replace(settings, top_k=max(settings.top_k, 10)))
+    ours = evaluate(advisor.ask, items)
+    naive = evaluate(NaiveRecipe(settings.corpus_dir, get_embedder(settings.model)).ask, items)
+    scores, baseline = summarize(ours), summarize(naive)
+    problems: list[str] = []
+    if check:
+        try:
+            problems = below(scores, json.loads(thresholds_path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise GoldenSetError(f"cannot read thresholds {thresholds_path}: {exc}") from None
+    if as_json:
+        print(json.dumps({"file": str(path), "advisor": scores.as_dict(), "naive": baseline.as_dict(),
+                          "below_threshold": problems}))
+    else:
+        counts = ", ".join(f"{sum(1 for i in items if i.kind == k)} {k}" for k in KINDS)
+        print(f"Golden set {path} ({len(items)} questions: {counts})\n")
+        print(f"{'metric':<22}{'advisor':>10}{'naive recipe':>15}")
+        for name, value in scores.as_dict().items():
+            if name != "questions":
+                print(f"{name:<22}{value:>10.3f}{baseline.as_dict()[name]:>15.3f}")
+        if failures:
+            print("\nAdvisor misses:")
+            for r in ours:
+                wrong = not r.declined if not r.item.answerable else not (r.correct and r.rank == 1)
+                if wrong:
+                    print(f"- [{r.item.kind}] {r.item.question!r} (evidence rank {r.rank}, correct {r.correct})")
+                    print(textwrap.indent(r.answer.text[:300], "    "))
+        for problem in problems:
+            print(f"below threshold: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _search(settings: Settings, query: str, k: int, as_json: bool) -> int:

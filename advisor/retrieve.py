@@ -1,34 +1,66 @@
-"""Find the indexed passages closest in meaning to a query."""
+"""Find the passages most relevant to a query: dense (FAISS) and lexical (BM25) rankings fused."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
 from advisor.errors import CorpusEmpty
 from advisor.index import Index
+from advisor.lexical import LexicalIndex
+from advisor.query import Query, build_query
 from advisor.types import Hit
+
+# Candidates are the union of the top POOL passages of each ranking. Their dense and BM25 scores are
+# each rescaled to 0..1 over the candidates and mixed; on eval/devset.jsonl this beat reciprocal rank
+# fusion (hit@1 0.82 -> 0.89): a passage that is BM25's clear first ("highest-paying" for "well paid")
+# is not outvoted by passages that are middling in both. Any weight in 0.4..0.6 did about as well.
+DENSE_WEIGHT = 0.55
+POOL = 30
 
 
 class Retriever:
-    """Dense retrieval over a loaded index; the index and model load once and are reused."""
+    """Hybrid retrieval over a loaded index; the index, the model and BM25 are built once and reused."""
 
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
+        self._ids = sorted(index.chunks)
+        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
 
     @classmethod
     def open(cls, settings: Settings) -> Retriever:
         """Load the index in ``settings.index_dir``, checking it was built with ``settings.model``."""
         return cls(Index.load(settings.index_dir, model=settings.model), get_embedder(settings.model))
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The ``k`` passages most similar to ``query``, best first; none for a blank query."""
+    def search(self, query: str | Query, k: int = 5) -> list[Hit]:
+        """The ``k`` best passages for ``query``, best first; none for a blank query."""
         if not self.index.chunks:
             raise CorpusEmpty(
                 f"no documents are indexed in {self.index.directory} yet; add .txt, .md, .html or .pdf files "
                 "to the corpus folder and run `python -m advisor index`"
             )
-        if not query.strip():
+        query = build_query(query, known=self.lexical.df) if isinstance(query, str) else query
+        if not query.question.strip():
             return []
-        found = self.index.store.search(self.embedder.embed_query(query), k)
-        return [Hit(self.index.chunks[i], score, rank) for rank, (i, score) in enumerate(found, start=1)]
+        vector = self.embedder.embed_query(query.text)
+        dense = dict(self.index.store.search(vector, POOL))
+        all_lexical = self.lexical.scores(query.weights)
+        top_lexical = [p for p in np.argsort(-all_lexical)[:POOL] if all_lexical[p] > 0]
+        candidates = list(dict.fromkeys([*dense, *(self._ids[p] for p in top_lexical)]))
+        for chunk_id in candidates:
+            if chunk_id not in dense:  # found by BM25 only: its cosine still counts
+                dense[chunk_id] = float(self.index.store.vector(chunk_id) @ vector[0])
+        lexical = {self._ids[p]: float(all_lexical[p]) for p in range(len(self._ids))}
+        scaled_dense, scaled_lexical = _rescale([dense[i] for i in candidates]), _rescale([lexical[i] for i in candidates])
+        fused = {i: DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * b for i, d, b in zip(candidates, scaled_dense, scaled_lexical)}
+        best = sorted(candidates, key=lambda i: (-fused[i], -dense[i]))[:k]
+        return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
+                for rank, i in enumerate(best, start=1)]
+
+
+def _rescale(values: list[float]) -> list[float]:
+    """Min-max to 0..1 (all zeros when the values are all equal)."""
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    return [(v - low) / (high - low) if high > low else 0.0 for v in values]

@@ -44,6 +44,10 @@ class FaissStore:
         scores, ids = self.index.search(np.ascontiguousarray(query, dtype=np.float32), min(k, len(self)))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
 
+    def vector(self, chunk_id: int) -> np.ndarray:
+        """The stored vector of one chunk."""
+        return self.index.reconstruct(int(chunk_id))
+
     def copy(self) -> FaissStore:
         """An independent copy, so an incremental build never touches the index being served."""
         return FaissStore(self.dim, faiss.clone_index(self.index))

@@ -71,8 +71,39 @@ class Hit:
     """A retrieved chunk with its score (higher is better) and 1-based rank."""
 
     chunk: Chunk
-    score: float
+    score: float  # the fused score that ranks hits
     rank: int
+    dense: float = 0.0  # cosine similarity to the query
+    lexical: float = 0.0  # BM25 score
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source of an answer: the cited passage and the quotes taken from it."""
+
+    n: int
+    hit: Hit
+    quotes: tuple[str, ...]  # exact substrings of hit.chunk.text that the answer used
+
+    @property
+    def chunk(self) -> Chunk:
+        """The cited passage."""
+        return self.hit.chunk
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `ask` returns: the text with [n] markers, the sources they refer to, and how it was made."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty"
+    hits: tuple[Hit, ...] = ()  # everything retrieved, best first (for evaluation and debugging)
+
+    @property
+    def grounded(self) -> bool:
+        """True when the answer states facts from cited passages."""
+        return self.kind == "answer" and bool(self.citations)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,47 @@ def test_app_builds_the_index_and_exits(tmp_path):
     result = run("app.py", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
     assert result.returncode == 0, result.stderr
     assert "1 document," in result.stdout and (tmp_path / "index" / "manifest.json").is_file()
+
+
+def test_ask_jsonl_contract_round_trip(seed_settings):
+    requests = [
+        {"question": "How much does a mid-level ML engineer make?", "history": []},
+        {"question": "And at the senior level?",
+         "history": [{"role": "user", "content": "What is the entry-level salary?"},
+                     {"role": "assistant", "content": "$85,000 [1]"}]},
+        "not json at all",
+        {"question": "How do I bake bread?"},
+        {"question": "Thanks!", "history": []},
+    ]
+    stdin = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in requests) + "\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-m", "advisor", "ask", "--jsonl", "--corpus", str(seed_settings.corpus_dir),
+                             "--index", str(seed_settings.index_dir)], input=stdin, cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    replies = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON lines on stdout
+    assert len(replies) == len(requests)
+    mid, senior, broken, bread, thanks = replies
+    for reply in (mid, senior, bread, thanks):
+        assert list(reply) == ["answer", "grounded", "sources"]
+    assert mid["grounded"] and "$120,000 [1]" in mid["answer"]
+    source = mid["sources"][0]
+    assert list(source) == ["n", "source", "title", "section", "text", "score"]
+    assert source["n"] == 1 and source["source"] == "corpus/ml-engineer-career-guide-statistics-and-faq.txt"
+    assert "Mid-Level $120,000" in source["text"] and isinstance(source["score"], float)
+    assert "$170,000" in senior["answer"] and senior["grounded"]
+    for reply in (mid, senior):
+        cited = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", reply["answer"])}
+        assert cited == {s["n"] for s in reply["sources"]}
+    assert broken["grounded"] is False and broken["sources"] == [] and "line 3" in broken["error"]
+    assert bread == {"answer": bread["answer"], "grounded": False, "sources": []} and "couldn't find" in bread["answer"]
+    assert thanks["grounded"] is False and thanks["sources"] == []
+
+
+def test_ask_prints_the_answer_and_its_sources(seed_settings):
+    result = run("-m", "advisor", "ask", "What percent of ML engineers are women?",
+                 "--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir))
+    assert result.returncode == 0, result.stderr
+    answer, sources = result.stdout.split("\nSources:\n")
+    assert "17% [1]" in answer
+    assert sources.startswith("[1] corpus/ml-engineer-career-guide-statistics-and-faq.txt — Gender Distribution")

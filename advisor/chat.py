@@ -1,0 +1,129 @@
+"""The conversation stage: `Advisor.ask(question, history) -> Answer`, with small talk and honest refusals."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from advisor.answer import compose
+from advisor.config import Settings
+from advisor.lexical import terms
+from advisor.query import Query, build_query
+from advisor.retrieve import Retriever
+from advisor.types import Answer, Hit
+
+# Questions the corpus answers well: shown as suggestions and as the UI's examples (tests check each one).
+EXAMPLE_QUESTIONS = (
+    "What does a machine learning engineer do?",
+    "Which skills do I need to become an ML engineer?",
+    "How much do ML engineers earn at each level?",
+    "What are common misconceptions about ML engineers?",
+)
+MAX_QUESTION_CHARS = 1000
+SCOPE = ("the machine-learning-engineer career: the role, skills, pay, education, common misconceptions "
+         "and industry statistics")
+
+# When is a question outside the documents? Set on eval/devset.jsonl (see README, "Answers"): the best
+# passage's cosine similarity to the query separates the two (out of scope <= 0.30, in scope >= 0.36
+# there); in the band between, the question's own words must also be found in the best passages.
+ON_TOPIC_DENSE = 0.40
+OFF_TOPIC_DENSE = 0.30
+MIN_COVERAGE = 0.45
+
+_SMALL_TALK = [
+    ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
+    ("thanks", re.compile(r"^(thanks|thank you|thx|ty|cheers|many thanks|much appreciated|great|awesome|perfect|"
+                          r"cool|nice|ok|okay|got it)\b", re.I)),
+    ("bye", re.compile(r"^(bye|goodbye|good bye|see you|see ya|farewell|that's all|that is all)\b", re.I)),
+    ("about", re.compile(r"^((who|what) are you|what can you do|how can you help|what do you do|help)\b", re.I)),
+    ("how", re.compile(r"^(how are you|how's it going|how is it going)\b", re.I)),
+]
+# Words that only pad small talk ("thanks, that was really helpful") and carry no question.
+_PADDING = frozenset(terms("there help helpful much lot great good nice day everyone again all so very really "
+                           "appreciate appreciated today doing going well useful answer answers thing bot advisor"))
+
+
+class Advisor:
+    """Answers questions from the index; settings, index, model and BM25 load once, on first use."""
+
+    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None) -> None:
+        self.settings = settings or Settings.load()
+        self._retriever = retriever
+
+    @functools.cached_property
+    def retriever(self) -> Retriever:
+        """The loaded index and model (loading takes a few seconds, once)."""
+        return self._retriever or Retriever.open(self.settings)
+
+    def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
+        """Answer ``question`` in the light of ``history`` (a list of {"role", "content"} messages)."""
+        question = " ".join((question or "").split())
+        if not question:
+            return Answer(f"Please type a question about {SCOPE}. For example:\n{_suggestions(2)}", kind="empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            question = question[:MAX_QUESTION_CHARS]
+        kind, rest = small_talk(question)
+        if kind:
+            return Answer(_SMALL_TALK_REPLIES[kind].format(scope=SCOPE, suggestions=_suggestions(3)), kind="chitchat")
+        query = build_query(rest, history, known=self.retriever.lexical.df)
+        hits = self.retriever.search(query, self.settings.top_k)
+        if not on_topic(query, hits, self.retriever):
+            return decline(hits)
+        answer = compose(query, hits, self.retriever.lexical)
+        return answer if answer.grounded else decline(hits)
+
+
+def small_talk(message: str) -> tuple[str | None, str]:
+    """("greeting" | "thanks" | "bye" | "about" | "how", "") for small talk; (None, question) otherwise.
+
+    A greeting in front of a real question ("Hi, what do ML engineers earn?") leaves the question.
+    """
+    rest = message
+    for kind, pattern in _SMALL_TALK:
+        match = pattern.match(rest)
+        if match:
+            rest = rest[match.end():].strip(" ,.!?;:-")
+            if not set(terms(rest)) - _PADDING:
+                return kind, ""
+            return None, rest
+    return None, message
+
+
+def on_topic(query: Query, hits: Sequence[Hit], retriever: Retriever) -> bool:
+    """Whether the best passages are about what was asked: close in meaning, or, when only fairly close,
+    containing most of the question's own words (weighted by rarity)."""
+    if not hits:
+        return False
+    dense = hits[0].dense
+    if dense >= ON_TOPIC_DENSE or dense < OFF_TOPIC_DENSE:
+        return dense >= ON_TOPIC_DENSE
+    # A word the vocabulary translated ("myths") is judged by its translation ("misconception"); a
+    # follow-up's own words ("What about Germany?") are judged together with the question it follows.
+    asked = set(query.weights) if query.followup else set(query.own)
+    weights = {t: retriever.lexical.idf(t) * query.weights.get(t, 0.0) for t in asked - query.mapped}
+    found = set(terms(" ".join(f"{h.chunk.section} {h.chunk.text}" for h in hits[:3])))
+    return sum(w for t, w in weights.items() if t in found) >= MIN_COVERAGE * (sum(weights.values()) or 1.0)
+
+
+def decline(hits: Sequence[Hit] = ()) -> Answer:
+    """The plain "not in my documents" reply, with questions the documents can answer."""
+    text = (f"I couldn't find that in my documents, so I can't answer it. They cover {SCOPE}. "
+            f"You could ask:\n{_suggestions(3)}")
+    return Answer(text, kind="out_of_scope", hits=tuple(hits))
+
+
+def _suggestions(n: int) -> str:
+    return "\n".join(f"- {q}" for q in EXAMPLE_QUESTIONS[:n])
+
+
+_SMALL_TALK_REPLIES = {
+    "greeting": "Hello! I answer questions about {scope}, from my documents, and I cite the passages I use. "
+                "You could ask:\n{suggestions}",
+    "thanks": "You're welcome! Ask me anything else about the ML-engineer career, for example:\n{suggestions}",
+    "bye": "Goodbye, and good luck with your career plans!",
+    "about": "I'm Career Advisor. I answer questions about {scope}, using only my documents, and I cite the "
+             "passages I use. You could ask:\n{suggestions}",
+    "how": "I'm doing well, thanks for asking! Shall we talk about the ML-engineer career? For example:\n{suggestions}",
+}

@@ -1,0 +1,57 @@
+import pytest
+
+from advisor.chat import EXAMPLE_QUESTIONS, MAX_QUESTION_CHARS, Advisor, small_talk
+
+
+@pytest.fixture(scope="module")
+def advisor(seed_settings):
+    return Advisor(seed_settings)
+
+
+def history(question):
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": "previous answer [1]"}]
+
+
+@pytest.mark.parametrize("question", ["How do I bake bread?", "What is the capital of France?",
+                                      "Who won the football world cup in 2018?", "What is the salary of a nurse in Canada?"])
+def test_questions_outside_the_corpus_are_declined_plainly(advisor, question):
+    answer = advisor.ask(question)
+    assert answer.kind == "out_of_scope" and not answer.grounded and not answer.citations
+    assert "couldn't find that in my documents" in answer.text
+    assert sum(1 for line in answer.text.splitlines() if line.startswith("- ")) == 3
+
+
+@pytest.mark.parametrize("message", ["Hi there!", "hello", "Thanks, that was helpful!", "Good morning", "Who are you?", "bye"])
+def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
+    answer = advisor.ask(message)
+    assert answer.kind == "chitchat" and not answer.citations and not answer.grounded
+
+
+def test_a_greeting_before_a_question_still_answers_it(advisor):
+    question = "what do ML engineers earn at the senior level"
+    assert small_talk(f"Hi, {question}?") == (None, question)
+    answer = advisor.ask("Hi, what do ML engineers earn at the senior level?")
+    assert answer.grounded and "$170,000" in answer.text
+
+
+def test_followups_use_the_conversation(advisor):
+    senior = advisor.ask("And at the senior level?", history("What's the average salary for an entry-level ML engineer?"))
+    assert "$170,000" in senior.text and "$85,000" not in senior.text
+    germany = advisor.ask("What about Germany?", history("How many machine learning startups are there in the US?"))
+    assert "97" in germany.text and "Germany" in germany.text
+    second = advisor.ask("And which one comes second?", history("Which industry employs the most ML engineers?"))
+    assert "Finance" in second.text
+
+
+def test_example_questions_are_all_answered_from_the_documents(advisor):
+    for question in EXAMPLE_QUESTIONS:
+        answer = advisor.ask(question)
+        assert answer.grounded and answer.citations, question
+
+
+def test_empty_and_oversized_messages(advisor):
+    empty = advisor.ask("   ")
+    assert empty.kind == "empty" and "Please type a question" in empty.text and not empty.citations
+    huge = advisor.ask("What is the salary of a senior ML engineer? " + "blah " * 5000)
+    assert huge.kind in ("answer", "out_of_scope")
+    assert len(huge.text) < 2000 and MAX_QUESTION_CHARS == 1000

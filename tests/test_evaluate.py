@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from advisor.config import PROJECT_ROOT, Settings
+from advisor.evaluate import GoldenSetError, check, evaluate, judge, read_golden, summarize
+from advisor.types import Answer, Chunk, Citation, Hit
+
+DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
+CORPUS_TEXT = "\n".join(p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "corpus").glob("*.txt"))
+
+
+def test_the_dev_set_covers_what_the_issue_asks():
+    items = read_golden(DEVSET)
+    kinds = [i.kind for i in items]
+    assert len(items) >= 60 and kinds.count("followup") >= 8
+    assert kinds.count("out_of_scope") + kinds.count("chitchat") >= 8
+    for item in items:
+        assert all(e in CORPUS_TEXT for e in item.evidence), item.question
+    # Every table of the statistics article is asked about.
+    for row in ("Information Technology 25%", "Senior Level $170,000", "1 Python", "5 Germany 97", "Ph.D. 5%",
+                "Highly Satisfied 46%", "Female 17%", "Coursera Machine Learning Certification", "25-34 50%",
+                "North America 45%", "$96.7 billion"):
+        assert any(row in e for i in items for e in i.evidence), row
+
+
+def test_the_advisor_meets_the_quality_thresholds_on_the_dev_set(seed_settings):
+    """The quality gate CI runs: a drop below eval/thresholds.json fails the build."""
+    from dataclasses import replace
+
+    from advisor.chat import Advisor
+
+    advisor = Advisor(replace(seed_settings, top_k=10))
+    scores = summarize(evaluate(advisor.ask, read_golden(DEVSET)))
+    thresholds = json.loads((PROJECT_ROOT / "eval" / "thresholds.json").read_text())
+    assert check(scores, thresholds) == [], scores
+
+
+def test_judge_scores_rank_correctness_and_citations():
+    chunk = Chunk(1, "corpus/a.txt", "T", "Pay", "Entry Level $85,000", 0, 19)
+    hit = Hit(chunk, 1.0, 1)
+    item = read_golden_line({"question": "pay?", "evidence": ["Entry Level $85,000"], "answer_any": ["$85,000"], "kind": "fact"})
+    good = judge(item, Answer("Entry Level: $85,000 [1].", (Citation(1, hit, ("Entry Level $85,000",)),), hits=(hit,)))
+    assert good.rank == 1 and good.correct and good.citations_valid and good.quotes_verified
+    bad = judge(item, Answer("It is $85,000 [2].", (Citation(1, hit, ("Entry Level $85,000",)),), hits=(hit,)))
+    assert not bad.citations_valid
+    declined = judge(item, Answer("I couldn't find that.", kind="out_of_scope", hits=(hit,)))
+    assert declined.declined and not declined.correct and declined.rank == 1
+
+
+def read_golden_line(data, tmp=None):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+    path.write_text(json.dumps(data) + "\n")
+    return read_golden(path)[0]
+
+
+def test_malformed_golden_lines_are_named(tmp_path):
+    path = tmp_path / "golden.jsonl"
+    path.write_text('{"question": "ok?", "kind": "chitchat"}\n{"question": "pay?", "kind": "fact"}\n')
+    with pytest.raises(GoldenSetError, match="line 2: a fact or followup item needs 'evidence' and 'answer_any'"):
+        read_golden(path)
+    path.write_text('{"question": "x", "kind": "banana"}\n')
+    with pytest.raises(GoldenSetError, match="line 1: kind must be one of"):
+        read_golden(path)
+
+
+def test_eval_command_compares_with_the_naive_recipe_and_checks_thresholds(tmp_path, seed_settings):
+    golden = tmp_path / "tiny.jsonl"
+    golden.write_text("\n".join(json.dumps(x) for x in [
+        {"question": "What's the average pay for a junior ML engineer?", "history": [], "evidence": ["Entry Level $85,000"],
+         "answer_any": ["$85,000"], "kind": "fact"},
+        {"question": "And at the senior level?", "history": [{"role": "user", "content": "What is the entry level salary?"}],
+         "evidence": ["Senior Level $170,000"], "answer_any": ["$170,000"], "kind": "followup"},
+        {"question": "How do I bake bread?", "history": [], "evidence": [], "answer_any": [], "kind": "out_of_scope"},
+    ]) + "\n")
+    impossible = tmp_path / "thresholds.json"
+    impossible.write_text(json.dumps({"median_answer_words": 1000}))
+    args = [sys.executable, "-m", "advisor", "eval", str(golden), "--json", "--check", "--thresholds", str(impossible),
+            "--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir)]
+    result = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["advisor"]["answer_accuracy"] == 1.0 and report["advisor"]["refusal_accuracy"] == 1.0
+    assert report["naive"]["refusal_accuracy"] == 0.0 and report["naive"]["questions"] == 3
+    assert report["below_threshold"] == ["median_answer_words = " + f"{report['advisor']['median_answer_words']:.3f}"
+                                         + " is below the threshold 1000.000"]
+    assert isinstance(Settings.load(env={}), Settings)
