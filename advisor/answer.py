@@ -12,14 +12,17 @@ from advisor.split import parse_blocks
 from advisor.types import Answer, Citation, Hit
 
 MAX_WORDS = 80  # aim: the answer's prose, list lines included
-PASSAGES = 3  # statements are drawn from the best few passages only
+LEAD_WORDS = 50  # a lead sentence is followed by the next ones of its paragraph up to this length
 SECOND_OPINION = 0.85  # another statement joins the lead only when it scores this close to it
+MAX_TABLE_ROWS = 10  # a longer table is never shown whole
 # A statement's score: how much of the question the text shown with it covers, plus how well retrieval
-# ranked its passage (retrieval judges meaning; word coverage only picks the statement within).
+# ranked its passage (retrieval judges meaning; word coverage only picks the statement within). Statements
+# come from the best len(RANK_PRIOR) passages. Set on eval/devset.jsonl: any weight 0.5..1.0 did about as well.
 PASSAGE_WEIGHT = 0.7
 RANK_PRIOR = (1.0, 0.8, 0.65)
-LEAD_WORDS = 50  # a lead sentence is followed by the next ones of its paragraph up to this length
-MAX_TABLE_ROWS = 10
+NUMBER_BONUS = 0.15  # a statement with a number, when the question asks for an amount
+LENGTH_COST = 0.001  # per word: of two statements that cover a question equally, the shorter wins
+SINGLED_OUT = 0.05  # how much more of the question one row or item must cover than the rest to be picked
 
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
@@ -42,7 +45,6 @@ _MOST = re.compile(r"\b(most|top|highest|largest|biggest|majority|leading|lead|l
 _QUANTITY = re.compile(r"\b(how (many|much|big|large|fast|old)|percent\w*|share|proportion|number of|salar\w*|pay|paid|"
                        r"earn\w*|average|rate|size|worth|cost|figure|statistics?)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d")
-NUMBER_BONUS = 0.15
 _LEAST = re.compile(r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|last)\b", re.IGNORECASE)
 
 
@@ -146,22 +148,18 @@ def _statements(hit: Hit, scorer: _Scorer, prior: float) -> Iterator[Statement]:
                 said = " ".join(group)
                 score = prior + scorer.cover(said, heading) + scorer.answer_type(said) + (0.02 if i == 0 else 0.0)
                 yield Statement(hit, "sentence", tuple(group), tuple(group), _clean(said),
-                                score=score - _LENGTH_COST * len(said.split()), block=b, position=i)
+                                score=score - LENGTH_COST * len(said.split()), block=b, position=i)
         elif block.kind == "list":
             yield from _list_statements(hit, body, lead_in or heading_part, heading, scorer, prior, b)
         elif block.kind == "table":
             yield from _table_statements(hit, body, heading_part, scorer, prior, b)
 
 
-_LENGTH_COST = 0.001  # per word: of two statements that cover a question equally, the shorter wins
-_SINGLED_OUT = 0.05  # how much more of the question one row or item must cover than the rest
-
-
 def _singled_out(covers: list[float]) -> list[bool]:
     """Which rows or items the question picks out: each covers clearly more of it than every other."""
     if len(covers) < 2:
         return [False] * len(covers)
-    return [c - max(covers[:i] + covers[i + 1:]) > _SINGLED_OUT for i, c in enumerate(covers)]
+    return [c - max(covers[:i] + covers[i + 1:]) > SINGLED_OUT for i, c in enumerate(covers)]
 
 
 def _list_statements(hit: Hit, body: str, label: str, heading: str, scorer: _Scorer, prior: float,
@@ -175,12 +173,12 @@ def _list_statements(hit: Hit, body: str, label: str, heading: str, scorer: _Sco
     # The whole list answers a question about the list's subject; one item answers a question about itself.
     whole = prior + scorer.cover(f"{label} {' '.join(shown)}", heading) + (-0.1 if any(picked) else 0.1)
     yield Statement(hit, "list", head + tuple(shown), head + tuple(items), _clean(label_line) or _clean(heading),
-                    lines=tuple(_clean(s) for s in shown), score=whole - _LENGTH_COST * len(" ".join(shown).split()),
+                    lines=tuple(_clean(s) for s in shown), score=whole - LENGTH_COST * len(" ".join(shown).split()),
                     block=b)
     for i, (item, text) in enumerate(zip(items, shown)):
         score = prior + scorer.cover(text, f"{heading} {label}") + scorer.answer_type(text) + (0.1 if picked[i] else -0.1)
         yield Statement(hit, "item", head + (text,), head + (item,), _clean(label_line), lines=(_clean(text),),
-                        score=score - _LENGTH_COST * len(text.split()), block=b, position=i)
+                        score=score - LENGTH_COST * len(text.split()), block=b, position=i)
 
 
 @dataclass(frozen=True)
