@@ -164,5 +164,9 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
     own = terms(f"{question} {expand(question)}")
     # The mapped vocabulary feeds BM25 only: appended to the embedded text it lowered hit@1 on the dev set.
     text = " ".join([*context, question])
+    # Words translated in the earlier questions of a follow-up ("juniors", "earn") are judged by their
+    # translations too.
+    translated |= {t for previous in context for matched, _ in _translations(previous) for t in matched}
+    corpus_words = set(terms(" ".join(expand(t) for t in [*context, question])))
     return Query(question=question, text=text, weights=weights, own=frozenset(own), followup=followup,
-                 mapped=frozenset(translated - set(terms(expand(question)))))
+                 mapped=frozenset(translated - corpus_words))

@@ -13,7 +13,8 @@ def history(question):
 
 
 @pytest.mark.parametrize("question", ["How do I bake bread?", "What is the capital of France?",
-                                      "Who won the football world cup in 2018?", "What is the salary of a nurse in Canada?"])
+                                      "Who won the football world cup in 2018?", "What is the salary of a nurse in Canada?",
+                                      "What is the salary of a senior nurse?", "How much does a senior chef earn?"])
 def test_questions_outside_the_corpus_are_declined_plainly(advisor, question):
     answer = advisor.ask(question)
     assert answer.kind == "out_of_scope" and not answer.grounded and not answer.citations
@@ -41,6 +42,13 @@ def test_followups_use_the_conversation(advisor):
     assert "97" in germany.text and "Germany" in germany.text
     second = advisor.ask("And which one comes second?", history("Which industry employs the most ML engineers?"))
     assert "Finance" in second.text
+
+
+def test_questions_that_never_name_the_field_are_still_answered(advisor):
+    juniors = advisor.ask("What do juniors earn?")
+    assert juniors.grounded and "$85,000" in juniors.text
+    seniors = advisor.ask("And at the senior level?", history("What do juniors earn?"))
+    assert seniors.grounded and "$170,000" in seniors.text
 
 
 def test_example_questions_are_all_answered_from_the_documents(advisor):
