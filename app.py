@@ -1,34 +1,46 @@
-"""Career Advisor app: builds the index if it is missing or stale (the chat UI comes next)."""
+"""Career Advisor: `python app.py` builds the index if needed and serves the chat in the browser."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from advisor.cli import format_report
-from advisor.config import Settings
-from advisor.errors import AdvisorError
-from advisor.index import build
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from advisor.cli import format_report  # noqa: E402
+from advisor.config import Settings  # noqa: E402
+from advisor.errors import AdvisorError  # noqa: E402
+from advisor.index import build  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, bring the index up to date, and say what to do next."""
+    """Parse flags, bring the index up to date, load the model once, and serve."""
     parser = argparse.ArgumentParser(description="Career Advisor: chat with the ML-engineer career corpus.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--host", help="address to serve on (env ADVISOR_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to serve on (env ADVISOR_PORT; default 7860)")
     parser.add_argument("--corpus", type=Path, help="folder of documents (env ADVISOR_CORPUS)")
     parser.add_argument("--index", type=Path, help="folder for the built index (env ADVISOR_INDEX)")
+    parser.add_argument("--feedback", type=Path, help="folder for the likes/dislikes file (env ADVISOR_FEEDBACK)")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.load(corpus_dir=args.corpus, index_dir=args.index)
+        settings = Settings.load(host=args.host, port=args.port, corpus_dir=args.corpus, index_dir=args.index,
+                                 feedback_dir=args.feedback)
         report = build(settings, progress=True, wait=600, log=print)
+        print(format_report(report, settings), flush=True)
+        from advisor.service import AdvisorService
+        from advisor.ui import launch
+
+        service = AdvisorService(settings)
+        print(f"Career Advisor is serving on http://{settings.host}:{settings.port}", flush=True)
+        launch(service)
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_report(report, settings))
-    print("The browser chat is not built yet. Meanwhile, ask from the terminal:")
-    print('  python -m advisor ask "What do ML engineers earn?"')
+    except OSError as exc:  # e.g. the port is taken
+        print(f"error: cannot serve on {args.host or '127.0.0.1'}:{args.port or 7860}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

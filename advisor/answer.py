@@ -46,6 +46,10 @@ _QUANTITY = re.compile(r"\b(how (many|much|big|large|fast|old)|percent\w*|share|
                        r"earn\w*|average|rate|size|worth|cost|figure|statistics?)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d")
 _LEAST = re.compile(r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|last)\b", re.IGNORECASE)
+# Stems of words about a position in a list or table ("which one comes second?"): they point into the
+# previous answer, never at a new topic.
+POSITIONAL = frozenset(terms(" ".join(_ORDINALS) + " top bottom last next previous highest lowest most least largest "
+                             "smallest biggest fewest rank ranked ranking place placed position come comes coming"))
 
 
 @dataclass(frozen=True)

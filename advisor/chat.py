@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from advisor.answer import compose
+from advisor.answer import POSITIONAL, compose
 from advisor.config import Settings
 from advisor.lexical import terms
 from advisor.query import Query, build_query
@@ -68,10 +68,14 @@ class Advisor:
         if not question:
             return Answer(f"Please type a question about {SCOPE}. For example:\n{_suggestions(2)}", kind="empty")
         if len(question) > MAX_QUESTION_CHARS:
-            question = question[:MAX_QUESTION_CHARS]
+            return Answer(f"That message is {len(question):,} characters long. Please ask in under "
+                          f"{MAX_QUESTION_CHARS:,} characters, one question at a time.", kind="too_long")
         kind, rest = small_talk(question)
         if kind:
             return Answer(_SMALL_TALK_REPLIES[kind].format(scope=SCOPE, suggestions=_suggestions(3)), kind="chitchat")
+        if not self.retriever.index.chunks:
+            return Answer("There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
+                          "files to the corpus folder and rebuild the index.", kind="empty")
         query = build_query(rest, history, known=self.retriever.lexical.df)
         hits = self.retriever.search(query, self.settings.top_k)
         if not on_topic(query, hits, self.retriever):
@@ -101,10 +105,12 @@ def on_topic(query: Query, hits: Sequence[Hit], retriever: Retriever) -> bool:
     containing most of the question's own words (weighted by rarity)."""
     if not hits:
         return False
+    unknown = [t for t in set(terms(query.question)) - POSITIONAL - query.mapped if t not in retriever.lexical.df]
+    if unknown and query.followup:
+        return False  # "What about Canada?": the blended query's closeness says nothing about the new word
     dense = hits[0].dense
     if dense >= ON_TOPIC_DENSE:
         return True
-    unknown = [t for t in set(terms(query.question)) if t not in retriever.lexical.df and t not in query.mapped]
     if unknown:
         return False
     # A word the vocabulary translated ("myths") is judged by its translation ("misconception"); a

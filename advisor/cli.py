@@ -156,19 +156,6 @@ def format_answer(answer: Answer, width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def answer_json(answer: Answer) -> dict:
-    """The `ask --jsonl` shape: answer text, grounded flag, numbered sources."""
-    return {
-        "answer": answer.text,
-        "grounded": answer.grounded,
-        "sources": [
-            {"n": c.n, "source": c.chunk.source, "title": c.chunk.title, "section": c.chunk.section,
-             "text": c.chunk.text, "score": round(c.hit.score, 4)}
-            for c in answer.citations
-        ],
-    }
-
-
 def _ask_jsonl(settings: Settings) -> int:
     from advisor.chat import Advisor
 
@@ -182,7 +169,7 @@ def _ask_jsonl(settings: Settings) -> int:
             question, history = request["question"], request.get("history") or []
             if not isinstance(question, str) or not isinstance(history, list):
                 raise TypeError("'question' must be a string and 'history' a list")
-            reply = answer_json(advisor.ask(question, history))
+            reply = advisor.ask(question, history).to_json()
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # One bad line gets an error reply in its place, so replies stay aligned with requests.
             reply = {"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {exc!r}"}

@@ -31,6 +31,11 @@ class Settings:
     chunk_overlap: int = field(default=24, metadata=_env("ADVISOR_CHUNK_OVERLAP"))
     max_file_mb: float = field(default=20.0, metadata=_env("ADVISOR_MAX_FILE_MB"))
     top_k: int = field(default=5, metadata=_env("ADVISOR_TOP_K"))
+    host: str = field(default="127.0.0.1", metadata=_env("ADVISOR_HOST"))
+    port: int = field(default=7860, metadata=_env("ADVISOR_PORT"))
+    feedback_dir: Path = field(default=PROJECT_ROOT / "feedback", metadata=_env("ADVISOR_FEEDBACK"))
+    concurrency: int = field(default=4, metadata=_env("ADVISOR_CONCURRENCY"))  # answers computed at once
+    queue_size: int = field(default=64, metadata=_env("ADVISOR_QUEUE_SIZE"))  # waiting requests before "busy"
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -63,6 +68,11 @@ class Settings:
             raise ConfigError(f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be positive (default 20)")
         if self.top_k < 1:
             raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
+        if self.concurrency < 1 or self.queue_size < 1:
+            raise ConfigError(f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
+                              "must be at least 1 (defaults 4 and 64)")
 
     @property
     def max_file_bytes(self) -> int:

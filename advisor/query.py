@@ -76,7 +76,7 @@ _VOCABULARY = tuple((re.compile(pattern, re.IGNORECASE), words) for pattern, wor
 _LEADING = re.compile(r"^\s*(and|but|also|so|or|then|what about|how about|what of|same for|and what about|"
                       r"what if|how does that|how do those|compared to|in comparison)\b", re.IGNORECASE)
 _REFERRING = re.compile(r"\b(it|its|they|them|their|that|those|these|this|there|he|she|his|her|such|"
-                        r"the same|that one|those ones)\b", re.IGNORECASE)
+                        r"the same|which one|that one|this one|the one|those ones)\b", re.IGNORECASE)
 # How much each kind of query word counts when ranking passages and choosing sentences: the user's own
 # words most, the corpus's words mapped from them less, an earlier question's words (in a follow-up) least.
 OWN_WEIGHT, MAPPED_WEIGHT, HISTORY_WEIGHT, HISTORY_MAPPED_WEIGHT = 1.0, 0.6, 0.5, 0.3
@@ -120,9 +120,15 @@ def expand(text: str) -> str:
     return " ".join(dict.fromkeys(words for _, words in _translations(text)))
 
 
-def is_followup(question: str) -> bool:
-    """Whether a question needs the previous one to make sense (short, or refers back)."""
-    return bool(_LEADING.search(question) or _REFERRING.search(question) or len(set(terms(question))) <= 2)
+def is_followup(question: str, known: Container[str] = ()) -> bool:
+    """Whether a question needs the previous one to make sense: it refers back ("What about …", "that"), or
+    it is short and, when the corpus's stems are ``known``, uses only words the corpus knows. "How do I bake
+    bread?" after a salary question is a new topic, not a follow-up."""
+    if _LEADING.search(question) or _REFERRING.search(question):
+        return True
+    words = set(terms(question))
+    translated = {t for matched, _ in _translations(question) for t in matched}
+    return len(words) <= 2 and (not known or all(w in known or w in translated for w in words))
 
 
 def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Container[str] = ()) -> Query:
@@ -134,13 +140,13 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
     question = " ".join(question.split())
     earlier = [message_text(m.get("content")) for m in history if m.get("role") == "user"]
     earlier = [" ".join(e.split()) for e in earlier if e.strip()]
-    followup = bool(earlier) and is_followup(question)
+    followup = bool(earlier) and is_followup(question, known)
     context: list[str] = []
     if followup:
         # Walk back to the question that set the topic; "And senior?" after "And mid-level?" needs the one before.
         for previous in reversed(earlier[-3:]):
             context.insert(0, previous)
-            if not is_followup(previous):
+            if not is_followup(previous, known):
                 break
     weights: dict[str, float] = {}
     for previous in context:

@@ -97,13 +97,25 @@ class Answer:
 
     text: str
     citations: tuple[Citation, ...] = ()
-    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty"
+    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long"
     hits: tuple[Hit, ...] = ()  # everything retrieved, best first (for evaluation and debugging)
 
     @property
     def grounded(self) -> bool:
         """True when the answer states facts from cited passages."""
         return self.kind == "answer" and bool(self.citations)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `ask --jsonl` reply: answer text, grounded flag, numbered sources (`[n]` is sources[n-1])."""
+        return {
+            "answer": self.text,
+            "grounded": self.grounded,
+            "sources": [
+                {"n": c.n, "source": c.chunk.source, "title": c.chunk.title, "section": c.chunk.section,
+                 "text": c.chunk.text, "score": round(c.hit.score, 4)}
+                for c in self.citations
+            ],
+        }
 
 
 @dataclass(frozen=True)

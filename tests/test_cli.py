@@ -58,15 +58,6 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     assert no_index.returncode == 2 and "no index in" in no_index.stderr and "python -m advisor index" in no_index.stderr
 
 
-def test_app_builds_the_index_and_exits(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copy(DATA / "hiring-page.html", corpus)
-    result = run("app.py", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
-    assert result.returncode == 0, result.stderr
-    assert "1 document," in result.stdout and (tmp_path / "index" / "manifest.json").is_file()
-
-
 def test_ask_jsonl_contract_round_trip(seed_settings):
     requests = [
         {"question": "How much does a mid-level ML engineer make?", "history": []},

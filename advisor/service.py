@@ -1,0 +1,102 @@
+"""Serve answers from the loaded index while a rebuild runs in the background, then swap the new index in."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.chat import Advisor
+from advisor.config import Settings
+from advisor.embed import get_embedder
+from advisor.errors import AdvisorError
+from advisor.index import BuildReport, Index, IndexStatus, build, index_status, read_manifest
+from advisor.retrieve import Retriever
+from advisor.types import Answer
+
+
+@dataclass(frozen=True)
+class RebuildState:
+    """Where the last background rebuild stands."""
+
+    running: bool
+    message: str  # what happened last, for the UI ("" before any rebuild)
+    ok: bool = True
+
+
+class AdvisorService:
+    """One Advisor for many users; `rebuild()` replaces it without stopping anyone's questions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._advisor = self._load()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._state = RebuildState(False, "")
+
+    def _load(self) -> Advisor:
+        index = Index.load(self.settings.index_dir, model=self.settings.model)
+        return Advisor(self.settings, retriever=Retriever(index, get_embedder(self.settings.model)))
+
+    @property
+    def advisor(self) -> Advisor:
+        """The Advisor answering now (replaced as a whole when a rebuild finishes)."""
+        return self._advisor
+
+    def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
+        """Answer from whichever index is current when the question arrives."""
+        return self._advisor.ask(question, history)
+
+    @property
+    def index(self) -> Index:
+        """The index being served."""
+        return self._advisor.retriever.index
+
+    def status(self) -> IndexStatus:
+        """Whether the served index matches the corpus (and is the one on disk)."""
+        status = index_status(self.settings)
+        if status.fresh and read_manifest(self.settings.index_dir)["build_id"] != self.index.manifest["build_id"]:
+            # Someone rebuilt on disk (the CLI, say) after this index was loaded.
+            return IndexStatus(False, "a newer index was built on disk; rebuild to load it",
+                               built_at=status.built_at, documents=status.documents, chunks=status.chunks)
+        return status
+
+    def rebuild(self, wait: bool = False) -> bool:
+        """Start a background rebuild; False when one is already running. ``wait`` blocks until it ends."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self._state = RebuildState(True, "Rebuilding the index…")
+            self._thread = threading.Thread(target=self._rebuild, name="index-rebuild", daemon=True)
+            self._thread.start()
+        if wait:
+            self._thread.join()
+        return True
+
+    def rebuild_state(self) -> RebuildState:
+        """The state of the last rebuild."""
+        return self._state
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        try:
+            report = build(self.settings, wait=600)
+            fresh = self._load()
+        except AdvisorError as exc:
+            self._state = RebuildState(False, f"Rebuild failed: {exc}. Answers still come from the previous index.", ok=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed rebuild must leave the app serving
+            self._state = RebuildState(False, f"Rebuild failed ({type(exc).__name__}: {exc}). Answers still come "
+                                              "from the previous index.", ok=False)
+            return
+        self._advisor = fresh  # one reference swap: questions already running finish on the old index
+        self._state = RebuildState(False, _summary(report, time.perf_counter() - started))
+
+
+def _summary(report: BuildReport, seconds: float) -> str:
+    changes = ", ".join(f"{len(v)} {k}" for k, v in (("added", report.added), ("changed", report.changed),
+                                                    ("removed", report.removed)) if v) or "no document changes"
+    skipped = f"; {len(report.skipped)} file(s) skipped" if report.skipped else ""
+    return f"Index rebuilt in {seconds:.1f} s: {changes}{skipped}."

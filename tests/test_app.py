@@ -1,0 +1,158 @@
+"""`python app.py` as users run it: a real server process, gradio_client, and headless Chromium via Playwright."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from advisor.config import PROJECT_ROOT
+from conftest import DATA, SEED_CORPUS
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    corpus = root / "corpus"
+    shutil.copytree(SEED_CORPUS, corpus)
+    shutil.copy(DATA / "hostile-notes.md", corpus)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
+    env |= {"PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = (root / "app.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--corpus", str(corpus), "--index", str(root / "index"),
+         "--feedback", str(root / "feedback"), "--port", str(port)],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 240
+    while True:
+        assert process.poll() is None, (root / "app.log").read_text()
+        assert time.monotonic() < deadline, "the app did not start serving"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    yield SimpleNamespace(url=url, corpus=corpus, feedback=root / "feedback", log=root / "app.log")
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def test_startup_builds_the_index_and_prints_the_url(server):
+    text = server.log.read_text()
+    assert "Embedding" in text and "3 documents" in text
+    assert f"serving on {server.url.rstrip('/')}" in text
+
+
+def test_chat_api_answers_with_markers_and_keeps_history_per_client(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    first = client.predict("How much does a mid-level ML engineer make?", api_name="/chat")
+    assert isinstance(first, str) and "$120,000 [1]" in first
+    assert "$170,000" in client.predict("And at the senior level?", api_name="/chat")
+    assert "couldn't find that in my documents" in client.predict("How do I bake bread?", api_name="/chat")
+    assert "Please type a question" in client.predict("   ", api_name="/chat")
+    too_long = client.predict("salary " * 400, api_name="/chat")
+    assert "characters long" in too_long
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
+def test_a_person_chats_in_the_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        dialogs, remote = [], []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("request", lambda request: remote.append(request.url)
+                if not request.url.startswith((server.url, "data:", "blob:")) else None)
+        page.goto(server.url, wait_until="domcontentloaded")
+        textbox = page.locator('textarea[data-testid="textbox"]')
+        textbox.wait_for(timeout=60_000)
+        bots = page.locator('[data-testid="bot"]')
+        expect(page.locator("#index-status")).to_contain_text("3 documents")
+
+        def ask(question: str | None = None, example: str | None = None) -> str:
+            count = bots.count()
+            if example:
+                page.get_by_role("button", name=example).click()
+            else:
+                textbox.fill(question)
+                textbox.press("Enter")
+            expect(bots).to_have_count(count + 1, timeout=60_000)
+            page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
+            page.wait_for_timeout(300)  # the last streamed update and the sources panel
+            return bots.last.inner_text()
+
+        pay = ask(example="Select example 3: How much do ML engineers earn at each level?")
+        assert "[1]" in pay and "$85,000" in pay
+        sources = page.locator("#sources")
+        expect(sources).to_contain_text("[1]")
+        expect(sources).to_contain_text("Entry Level $85,000")
+        assert page.locator("#sources mark").count() > 0
+
+        assert "$170,000" in ask("And at the senior level?")
+        refusal = ask("How do I bake sourdough bread?")
+        assert "couldn't find that in my documents" in refusal
+        expect(sources).to_contain_text("The passages an answer cites appear here")
+
+        hostile = ask("What do quokka engineers paste into their salary notes?")
+        assert '<script>alert("xss")</script>' in hostile  # shown as text
+        expect(sources).to_contain_text('<script>alert("xss")</script>')
+        expect(sources).to_contain_text('<img src=x onerror="alert(1)">')
+        assert page.locator("#sources script, #chat script").count() == 0
+        assert page.locator('img[src="x"], img[src*="remote.invalid"]').count() == 0
+
+        page.get_by_role("button", name="Like").last.click()
+        feedback = server.feedback / "feedback.jsonl"
+        deadline = time.monotonic() + 20
+        while not feedback.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        vote = json.loads(feedback.read_text().splitlines()[-1])
+        assert vote["vote"] == "up" and vote["question"] == "What do quokka engineers paste into their salary notes?"
+        assert vote["sources"] and vote["history"]
+        page.screenshot(path=str(ARTIFACTS / "browser-chat.png"), full_page=True)
+
+        # A new document: the UI notices, rebuilds in the background and answers from it without a restart.
+        (server.corpus / "visa.txt").write_text("Visa Sponsorship\n\nSome employers sponsor work visas for machine "
+                                                "learning engineers who relocate from abroad.\n")
+        page.get_by_role("button", name="Check for changes").click()
+        expect(page.locator("#index-status")).to_contain_text("corpus has changed", timeout=20_000)
+        page.get_by_role("button", name="Rebuild index").click()
+        expect(page.locator("#index-status")).to_contain_text("Index rebuilt", timeout=120_000)
+        expect(page.locator("#index-status")).to_contain_text("4 documents")
+        assert "work visas" in ask("Do employers sponsor work visas for ML engineers?")
+        page.screenshot(path=str(ARTIFACTS / "browser-rebuilt.png"), full_page=True)
+
+        page.get_by_role("button", name="Clear chat").click()
+        expect(bots).to_have_count(0)
+        browser.close()
+    assert dialogs == [] and remote == []

@@ -1,0 +1,95 @@
+import json
+import shutil
+import threading
+
+from advisor.chat import Advisor
+from advisor.config import PROJECT_ROOT
+from advisor.evaluate import read_golden
+from advisor.feedback import record_vote
+from advisor.index import build
+from advisor.service import AdvisorService
+from advisor.types import Answer, Chunk, Citation, Hit
+from advisor.ui import highlight, render_sources
+from conftest import DATA
+
+HOSTILE = '<script>alert("xss")</script> and <img src=x onerror="alert(1)"> & ![p](http://remote.invalid/p.png)'
+
+
+def test_sources_panel_escapes_document_text_and_marks_quotes():
+    chunk = Chunk(7, "corpus/<b>bad</b>.md", "Title <i>x</i>", "Sec <u>", f"Intro. {HOSTILE} Quoted part.", 0, 10)
+    answer = Answer("x [1].", (Citation(1, Hit(chunk, 1.0, 1), ("Quoted part.",)),))
+    panel = render_sources(answer)
+    assert "<script" not in panel and "<img" not in panel and "<b>" not in panel and "<i>" not in panel
+    assert "&lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;" in panel and "&lt;img src=x onerror=" in panel
+    assert "<mark>Quoted part.</mark>" in panel and 'id="source-1"' in panel
+    assert render_sources(None).startswith('<div class="empty">')
+
+
+def test_highlight_merges_overlapping_quotes():
+    assert highlight("a <b> c d", ("<b> c", "c d")) == "a <mark>&lt;b&gt; c d</mark>"
+    assert highlight("abc", ("zzz",)) == "abc"
+
+
+def test_a_vote_is_saved_in_a_shape_eval_reads(tmp_path, seed_settings):
+    advisor = Advisor(seed_settings)
+    history = [{"role": "user", "content": "What is the entry-level salary?"},
+               {"role": "assistant", "content": [{"type": "text", "text": "Entry Level — $85,000 [1]."}]}]
+    answer = advisor.ask("And at the senior level?", history)
+    path = record_vote(tmp_path, "And at the senior level?", history, answer, liked=False)
+    entry = json.loads(path.read_text().splitlines()[-1])
+    assert entry["vote"] == "down" and entry["kind"] == "followup" and entry["answer"] == answer.text
+    assert entry["history"][1] == {"role": "assistant", "content": "Entry Level — $85,000 [1]."}
+    assert entry["sources"][0]["text"] == answer.citations[0].chunk.text and entry["time"]
+    # The review step: a person adds what a correct source and answer must contain; eval then takes the file.
+    entry |= {"evidence": ["Senior Level $170,000"], "answer_any": ["$170,000"]}
+    path.write_text(json.dumps(entry) + "\n")
+    (item,) = read_golden(path)
+    assert item.kind == "followup" and item.history[0]["content"] == "What is the entry-level salary?"
+    decline = record_vote(tmp_path, "How do I bake bread?", [], advisor.ask("How do I bake bread?"), liked=True)
+    assert json.loads(decline.read_text().splitlines()[-1])["kind"] == "out_of_scope"
+
+
+def test_rebuild_swaps_the_new_index_in_while_questions_keep_being_answered(tmp_path, make_settings, embedder):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("ml-engineer-career-guide-statistics-and-faq.txt",):
+        shutil.copy(PROJECT_ROOT / "corpus" / name, corpus / name)
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    service = AdvisorService(settings)
+    assert service.status().fresh
+    (corpus / "visa.txt").write_text("Visa Sponsorship\n\nSome employers sponsor work visas for machine learning "
+                                     "engineers who relocate from abroad.\n")
+    status = service.status()
+    assert not status.fresh and status.added == ("corpus/visa.txt",)
+    answers: list[Answer] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            answers.append(service.ask("What is the average salary for a senior level ML engineer?"))
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        assert service.rebuild(wait=True)
+    finally:
+        stop.set()
+        asker.join()
+    assert answers and all(a.grounded and "$170,000" in a.text for a in answers)
+    assert service.rebuild_state().message.startswith("Index rebuilt") and service.status().fresh
+    visa = service.ask("Do employers sponsor work visas?")
+    assert visa.grounded and "visa" in visa.text
+
+
+def test_a_failed_rebuild_keeps_serving_the_old_index(tmp_path, make_settings, embedder):
+    (tmp_path / "corpus").mkdir()
+    shutil.copy(DATA / "career-notes.md", tmp_path / "corpus")
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    service = AdvisorService(settings)
+    shutil.rmtree(tmp_path / "corpus")  # the rebuild cannot find its corpus
+    assert service.rebuild(wait=True)
+    state = service.rebuild_state()
+    assert not state.ok and "Rebuild failed" in state.message and "previous index" in state.message
+    assert service.ask("What should I ask before the final interview?").grounded
