@@ -105,8 +105,9 @@ def on_topic(query: Query, hits: Sequence[Hit], retriever: Retriever) -> bool:
     containing most of the question's own words (weighted by rarity)."""
     if not hits:
         return False
-    unknown = [t for t in set(terms(query.question)) - POSITIONAL - query.mapped if t not in retriever.lexical.df]
-    if unknown and query.followup:
+    own = set(terms(query.question)) - POSITIONAL - query.mapped
+    unknown = [t for t in own if t not in retriever.lexical.df]
+    if query.followup and unknown and sum(map(retriever.lexical.idf, unknown)) >= 0.5 * sum(map(retriever.lexical.idf, own)):
         return False  # "What about Canada?": the blended query's closeness says nothing about the new word
     dense = hits[0].dense
     if dense >= ON_TOPIC_DENSE:

@@ -19,7 +19,8 @@ STOPWORDS = frozenset(
     other our out over own please quite rather really same say says she should so some something such tell than
     that the their them then there these they thing things this those through to too under until up us very want
     was way we were what whats when where which while who whom whose why will with would yes yet you your usual
-    usually typical typically generally basically actually exactly ever mostly many good
+    usually typical typically generally basically actually exactly ever mostly many good true false correct
+    right indeed
     """.split()
 )
 _WORD = re.compile(r"[a-z0-9]+(?:['’.][a-z0-9]+)*")

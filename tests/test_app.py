@@ -141,14 +141,16 @@ def test_a_person_chats_in_the_browser(server):
         assert vote["sources"] and vote["history"]
         page.screenshot(path=str(ARTIFACTS / "browser-chat.png"), full_page=True)
 
-        # A new document: the UI notices, rebuilds in the background and answers from it without a restart.
-        (server.corpus / "visa.txt").write_text("Visa Sponsorship\n\nSome employers sponsor work visas for machine "
-                                                "learning engineers who relocate from abroad.\n")
+        # An edited document: the UI notices, rebuilds in the background and answers from it without a restart.
+        notes = server.corpus / "hostile-notes.md"
+        notes.write_text(notes.read_text() + "\n## Visa Sponsorship\n\nSome employers sponsor work visas for machine "
+                                             "learning engineers who relocate from abroad.\n")
         page.get_by_role("button", name="Check for changes").click()
         expect(page.locator("#index-status")).to_contain_text("corpus has changed", timeout=20_000)
+        expect(page.locator("#index-status")).to_contain_text("hostile-notes.md")
         page.get_by_role("button", name="Rebuild index").click()
         expect(page.locator("#index-status")).to_contain_text("Index rebuilt", timeout=120_000)
-        expect(page.locator("#index-status")).to_contain_text("4 documents")
+        expect(page.locator("#index-status")).to_contain_text("1 changed")
         assert "work visas" in ask("Do employers sponsor work visas for ML engineers?")
         page.screenshot(path=str(ARTIFACTS / "browser-rebuilt.png"), full_page=True)
 

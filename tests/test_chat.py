@@ -44,6 +44,16 @@ def test_followups_use_the_conversation(advisor):
     assert "Finance" in second.text
 
 
+def test_a_new_topic_mid_conversation_is_not_taken_for_a_followup(advisor):
+    salary = history("How much does a mid-level ML engineer make?") + history("And at the senior level?")
+    bread = advisor.ask("How do I bake bread?", salary)
+    assert bread.kind == "out_of_scope" and not bread.citations
+    canada = advisor.ask("What about Canada?", history("How many ML startups are there in the US?"))
+    assert canada.kind == "out_of_scope" and not canada.citations
+    true = advisor.ask("Is that true that they only build models?", history("What are common misconceptions about ML engineers?"))
+    assert true.grounded and "only work on creating machine learning models" in true.text
+
+
 def test_questions_that_never_name_the_field_are_still_answered(advisor):
     juniors = advisor.ask("What do juniors earn?")
     assert juniors.grounded and "$85,000" in juniors.text
