@@ -23,17 +23,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, help="folder of documents (env ADVISOR_CORPUS)")
     parser.add_argument("--index", type=Path, help="folder for the built index (env ADVISOR_INDEX)")
     parser.add_argument("--feedback", type=Path, help="folder for the likes/dislikes file (env ADVISOR_FEEDBACK)")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible server for LLM answers (env ADVISOR_LLM_BASE_URL)")
+    parser.add_argument("--llm-model", help="model the server runs (env ADVISOR_LLM_MODEL)")
+    parser.add_argument("--llm-api-key", help="API key, if the server needs one (env ADVISOR_LLM_API_KEY)")
+    parser.add_argument("--llm-timeout", type=float, help="seconds allowed for one answer (env ADVISOR_LLM_TIMEOUT)")
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(host=args.host, port=args.port, corpus_dir=args.corpus, index_dir=args.index,
-                                 feedback_dir=args.feedback)
+                                 feedback_dir=args.feedback, llm_base_url=args.llm_base_url, llm_model=args.llm_model,
+                                 llm_api_key=args.llm_api_key, llm_timeout=args.llm_timeout)
         report = build(settings, progress=True, wait=600, log=print)
         print(format_report(report, settings), flush=True)
         from advisor.service import AdvisorService
         from advisor.ui import launch
 
         service = AdvisorService(settings)
-        print(f"Career Advisor is serving on http://{settings.host}:{settings.port}", flush=True)
+        mode = f"answers written by {settings.llm_model} at {settings.llm_base_url}" if settings.llm else "no LLM"
+        print(f"Career Advisor is serving on http://{settings.host}:{settings.port} ({mode})", flush=True)
         launch(service)
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)

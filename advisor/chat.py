@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from advisor.answer import POSITIONAL, compose
 from advisor.config import Settings
 from advisor.lexical import terms
+from advisor.llm import PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
 from advisor.query import Query, build_query
 from advisor.retrieve import Retriever
-from advisor.types import Answer, Hit
+from advisor.types import Answer, Citation, Hit
 
 # Questions the corpus answers well: shown as suggestions and as the UI's examples (tests check each one).
 EXAMPLE_QUESTIONS = (
@@ -51,37 +53,113 @@ _PADDING = frozenset(terms("there help helpful much lot great good nice day ever
 
 
 class Advisor:
-    """Answers questions from the index; settings, index, model and BM25 load once, on first use."""
+    """Answers questions from the index; settings, index, model and BM25 load once, on first use.
 
-    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None) -> None:
+    Without an LLM the answer is composed from the passages themselves. With ``settings.llm_base_url`` set, an
+    OpenAI-compatible server writes it from the same passages; its citations are checked, and any failure
+    falls back to the composed answer with a note.
+    """
+
+    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None,
+                 llm: LLMClient | None = None) -> None:
         self.settings = settings or Settings.load()
         self._retriever = retriever
+        self._llm = llm
 
     @functools.cached_property
     def retriever(self) -> Retriever:
         """The loaded index and model (loading takes a few seconds, once)."""
         return self._retriever or Retriever.open(self.settings)
 
+    @functools.cached_property
+    def llm(self) -> LLMClient | None:
+        """The LLM client, or None in the default no-LLM mode."""
+        if self._llm is not None or not self.settings.llm:
+            return self._llm
+        s = self.settings
+        return LLMClient(s.llm_base_url, s.llm_model, s.llm_api_key, s.llm_timeout)
+
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """Answer ``question`` in the light of ``history`` (a list of {"role", "content"} messages)."""
+        return list(self.ask_stream(question, history, stream=False))[-1]  # without streaming: one answer
+
+    def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = (), stream: bool = True) -> Iterator[Answer]:
+        """Partial answers (kind "partial", growing text) while an LLM writes, then the final, checked answer."""
         question = " ".join((question or "").split())
+        early = self._early(question)
+        if early is not None:
+            yield early
+            return
+        _, rest = small_talk(question)
+        query = self._query(rest, history)
+        hits = self.retriever.search(query, self.settings.top_k)
+        if not on_topic(query, hits, self.retriever):
+            yield decline(hits)
+            return
+        composed = compose(query, hits, self.retriever.lexical)
+        if not composed.grounded:
+            yield decline(hits)
+        elif self.llm is None:
+            yield composed
+        else:
+            yield from self._written(rest, history, hits, composed, stream)
+
+    def _early(self, question: str) -> Answer | None:
+        """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
         if not question:
             return Answer(f"Please type a question about {SCOPE}. For example:\n{_suggestions(2)}", kind="empty")
         if len(question) > MAX_QUESTION_CHARS:
             return Answer(f"That message is {len(question):,} characters long. Please ask in under "
                           f"{MAX_QUESTION_CHARS:,} characters, one question at a time.", kind="too_long")
-        kind, rest = small_talk(question)
+        kind, _ = small_talk(question)
         if kind:
             return Answer(_SMALL_TALK_REPLIES[kind].format(scope=SCOPE, suggestions=_suggestions(3)), kind="chitchat")
         if not self.retriever.index.chunks:
             return Answer("There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
                           "files to the corpus folder and rebuild the index.", kind="empty")
-        query = build_query(rest, history, known=self.retriever.lexical.df)
-        hits = self.retriever.search(query, self.settings.top_k)
-        if not on_topic(query, hits, self.retriever):
-            return decline(hits)
-        answer = compose(query, hits, self.retriever.lexical)
-        return answer if answer.grounded else decline(hits)
+        return None
+
+    def _query(self, question: str, history: Sequence[dict[str, Any]]) -> Query:
+        known = self.retriever.lexical.df
+        query = build_query(question, history, known=known)
+        if query.followup and self.llm is not None:
+            # The LLM may restate a follow-up as a standalone question; on any failure the blended query stays.
+            try:
+                standalone = self.llm.complete(condense_messages(question, history), max_tokens=80).strip()
+            except LLMError:
+                return query
+            standalone = standalone.splitlines()[0][:300] if standalone else ""
+            if standalone:
+                return build_query(standalone, (), known=known)
+        return query
+
+    def _written(self, question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit], composed: Answer,
+                 stream: bool) -> Iterator[Answer]:
+        given = list(hits[:PASSAGES])
+        messages = answer_messages(question, history, given)
+        text = ""
+        try:
+            if stream:
+                for piece in self.llm.stream(messages):  # type: ignore[union-attr]
+                    text += piece
+                    yield Answer(check(text, len(given)).text, kind="partial", hits=tuple(hits))
+            else:
+                text = self.llm.complete(messages)  # type: ignore[union-attr]
+        except LLMError as exc:
+            note = f"(The language model did not answer: {exc}. This answer quotes the documents instead.)"
+            yield replace(composed, text=f"{note}\n{composed.text}", note=note)
+            return
+        checked = check(text, len(given))
+        if not checked.cited:
+            note = ("(Unsupported: this answer cites none of the documents' passages, so nothing here shows it is "
+                    "backed by them.)")
+            yield Answer(f"{checked.text}\n{note}", kind="unsupported", hits=tuple(hits), note=note)
+            return
+        # Number the cited passages 1..k in order of first use, so [n] is always sources[n-1].
+        number = {old: new for new, old in enumerate(checked.cited, start=1)}
+        final = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", checked.text)
+        citations = tuple(Citation(number[old], given[old - 1], ()) for old in checked.cited)
+        yield Answer(final, citations, kind="answer", hits=tuple(hits))
 
 
 def small_talk(message: str) -> tuple[str | None, str]:

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.load(
-            corpus_dir=args.corpus, index_dir=args.index, model=args.model, top_k=getattr(args, "top_k", None)
+            corpus_dir=args.corpus, index_dir=args.index, model=args.model, top_k=getattr(args, "top_k", None),
+            **{name: getattr(args, name, None) for name in ("llm_base_url", "llm_model", "llm_api_key", "llm_timeout")},
         )
         if args.command == "index":
             return _status(settings, args.json) if args.status else _index(settings, args.full, args.json, args.wait)
@@ -55,11 +56,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)")
     index.add_argument("--json", action="store_true", help="end the output with one JSON line (human text goes to stderr)")
     index.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long if another build is running")
-    ask = commands.add_parser("ask", parents=[common], help="answer a question with numbered, cited sources")
+    llm = argparse.ArgumentParser(add_help=False)
+    llm.add_argument("--llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:11434/v1 (env ADVISOR_LLM_BASE_URL)")
+    llm.add_argument("--llm-model", help="model the server runs (env ADVISOR_LLM_MODEL)")
+    llm.add_argument("--llm-api-key", help="API key, if the server needs one (env ADVISOR_LLM_API_KEY)")
+    llm.add_argument("--llm-timeout", type=float, help="seconds allowed for one answer (env ADVISOR_LLM_TIMEOUT; default 20)")
+    ask = commands.add_parser("ask", parents=[common, llm], help="answer a question with numbered, cited sources")
     ask.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
     ask.add_argument("--jsonl", action="store_true",
                      help='read {"question", "history"} JSON lines on stdin; write one JSON answer line for each')
-    evaluate = commands.add_parser("eval", parents=[common], help="score answers on a golden set, beside the naive recipe")
+    evaluate = commands.add_parser("eval", parents=[common, llm],
+                                   help="score answers on a golden set, beside the naive recipe")
     evaluate.add_argument("file", nargs="?", type=Path, default=DEVSET,
                           help="golden set of JSON lines (default eval/devset.jsonl)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON line")
@@ -138,13 +145,31 @@ def _ask(settings: Settings, question: str | None) -> int:
               file=sys.stderr)
         return 2
     _ready(settings)
-    print(format_answer(Advisor(settings).ask(question)))
+    streamed, answer = "", None
+    for answer in Advisor(settings).ask_stream(question):
+        if answer.kind == "partial":  # an LLM writing: print its tokens as they come
+            print(answer.text[len(streamed):] if answer.text.startswith(streamed) else f"\n{answer.text}",
+                  end="", flush=True)
+            streamed = answer.text
+    assert answer is not None
+    if streamed:
+        print()
+        if answer.text != streamed:  # the check removed or renumbered something: show what stands
+            print(f"\nChecked answer:\n{answer.text}")
+        print(format_sources(answer))
+    else:
+        print(format_answer(answer))
     return 0
 
 
 def format_answer(answer: Answer, width: int = 100) -> str:
     """An answer for the terminal: its text, then its numbered sources with the cited passages."""
-    lines = [answer.text]
+    return answer.text + format_sources(answer, width)
+
+
+def format_sources(answer: Answer, width: int = 100) -> str:
+    """The numbered sources of an answer with the cited passages ("" when it has none)."""
+    lines: list[str] = []
     if answer.citations:
         lines += ["", "Sources:"]
         for citation in answer.citations:
@@ -153,7 +178,7 @@ def format_answer(answer: Answer, width: int = 100) -> str:
             lines.append(f"[{citation.n}] {where} — {chunk.section or chunk.title}")
             lines += [textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
                       for line in chunk.text.splitlines() if line.strip()]
-    return "\n".join(lines)
+    return "\n" + "\n".join(lines) if lines else ""
 
 
 def _ask_jsonl(settings: Settings) -> int:

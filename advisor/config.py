@@ -36,6 +36,11 @@ class Settings:
     feedback_dir: Path = field(default=PROJECT_ROOT / "feedback", metadata=_env("ADVISOR_FEEDBACK"))
     concurrency: int = field(default=4, metadata=_env("ADVISOR_CONCURRENCY"))  # answers computed at once
     queue_size: int = field(default=64, metadata=_env("ADVISOR_QUEUE_SIZE"))  # waiting requests before "busy"
+    # Optional LLM answers through an OpenAI-compatible server; off while llm_base_url is empty.
+    llm_base_url: str = field(default="", metadata=_env("ADVISOR_LLM_BASE_URL"))  # e.g. http://localhost:11434/v1
+    llm_model: str = field(default="", metadata=_env("ADVISOR_LLM_MODEL"))
+    llm_api_key: str = field(default="", metadata=_env("ADVISOR_LLM_API_KEY"))
+    llm_timeout: float = field(default=20.0, metadata=_env("ADVISOR_LLM_TIMEOUT"))  # seconds for a whole answer
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -70,9 +75,21 @@ class Settings:
             raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
+        if self.llm_base_url and not self.llm_model:
+            raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} is set but ADVISOR_LLM_MODEL is not; "
+                              "name the model the server should run (e.g. llama3.2)")
+        if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} must start with http:// or https://")
+        if self.llm_timeout <= 0:
+            raise ConfigError(f"ADVISOR_LLM_TIMEOUT={self.llm_timeout} must be positive (default 20 seconds)")
         if self.concurrency < 1 or self.queue_size < 1:
             raise ConfigError(f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
                               "must be at least 1 (defaults 4 and 64)")
+
+    @property
+    def llm(self) -> bool:
+        """Whether answers go through an LLM server."""
+        return bool(self.llm_base_url)
 
     @property
     def max_file_bytes(self) -> int:

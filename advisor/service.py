@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,10 @@ class AdvisorService:
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """Answer from whichever index is current when the question arrives."""
         return self._advisor.ask(question, history)
+
+    def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Iterator[Answer]:
+        """Partial answers, then the final one, from the index current when the question arrives."""
+        return self._advisor.ask_stream(question, history)
 
     @property
     def index(self) -> Index:

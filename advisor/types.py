@@ -97,8 +97,9 @@ class Answer:
 
     text: str
     citations: tuple[Citation, ...] = ()
-    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long"
+    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long" | "unsupported" | "partial"
     hits: tuple[Hit, ...] = ()  # everything retrieved, best first (for evaluation and debugging)
+    note: str = ""  # a remark about how the answer was made (an LLM fallback, an unsupported answer)
 
     @property
     def grounded(self) -> bool:

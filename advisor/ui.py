@@ -52,14 +52,23 @@ class ChatUI:
         The chat bubble renders HTML, so the browser gets the text escaped (a "<script>" quoted from a
         document shows as text); API clients (gradio_client marks its calls) get the plain answer.
         """
-        answer = self.service.ask(message_text(message), history)
         api = bool(request and request.headers.get("x-gradio-user") == "api")
-        shown = answer.text if api else html.escape(answer.text, quote=False)
-        self._remember(_session(request), shown, answer)
-        pieces = re.split(r"(\s+)", shown)
-        for end in range(STREAM_WORDS * 2, len(pieces), STREAM_WORDS * 2):
-            yield "".join(pieces[:end])
-        yield shown
+
+        def shown(text: str) -> str:
+            return text if api else html.escape(text, quote=False)
+
+        answer, streamed = Answer(""), False
+        for answer in self.service.ask_stream(message_text(message), history):
+            if answer.kind == "partial":  # an LLM writing: its tokens as they come
+                streamed = True
+                yield shown(answer.text)
+        final = shown(answer.text)
+        self._remember(_session(request), final, answer)
+        if not streamed:  # a composed answer is ready at once; show it arriving a few words at a time
+            pieces = re.split(r"(\s+)", final)
+            for end in range(STREAM_WORDS * 2, len(pieces), STREAM_WORDS * 2):
+                yield "".join(pieces[:end])
+        yield final
 
     def sources(self, history: list[dict[str, Any]] | None, request: gr.Request) -> str:
         """The sources panel for the latest answer in this session's chat."""

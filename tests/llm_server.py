@@ -1,0 +1,98 @@
+"""A small OpenAI-compatible chat server for tests, on 127.0.0.1; the requested model name picks its behaviour."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CONDENSED = "What is the average salary of a senior level machine learning engineer?"
+SLOW_SECONDS = 3.0
+
+
+def reply_text(model: str, messages: list[dict]) -> str:
+    if messages[0]["content"].startswith("Rewrite"):
+        return CONDENSED
+    passages = dict(re.findall(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', messages[-1]["content"], flags=re.S))
+    line = lambda n: passages[n].strip().splitlines()[-1][:160]  # noqa: E731
+    return {
+        "good": f"According to the documents, {line('1')} [1].",
+        "second": f"The second passage says: {line('2')} [2].",
+        "bad-cite": f"The documents say {line('1')} [1], and also something else [9].",
+        "no-cite": "Machine learning engineers earn a lot of money everywhere.",
+        "unsafe": "<script>alert(1)</script>Look ![x](http://remote.invalid/a.png) at [this](javascript:alert(2)) [1].",
+    }.get(model, f"According to the documents, {line('1')} [1].")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        model = body["model"]
+        if model == "slow":
+            time.sleep(SLOW_SECONDS)
+        if model == "error":
+            self._send(500, "application/json", json.dumps({"error": {"message": "boom", "type": "server_error"}}))
+            return
+        text = reply_text(model, body["messages"])
+        if not body.get("stream"):
+            if model == "garbage":
+                self._send(200, "application/json", "this is not json")
+                return
+            self._send(200, "application/json", json.dumps({
+                "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        if model == "garbage":
+            self.wfile.write(b"data: {not json at all\n\n")
+        else:
+            for piece in re.findall(r"\S+\s*", text):
+                chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            end = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _send(self, status: int, kind: str, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class FakeLLMServer:
+    """Start with `with FakeLLMServer() as server:`; `server.url` is the /v1 base URL, `server.requests` what came in."""
+
+    def __init__(self) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.requests = []  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.httpd.requests  # type: ignore[attr-defined]
+
+    def __enter__(self) -> FakeLLMServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
