@@ -34,6 +34,7 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata=_env("ADVISOR_HOST"))
     port: int = field(default=7860, metadata=_env("ADVISOR_PORT"))
     feedback_dir: Path = field(default=PROJECT_ROOT / "feedback", metadata=_env("ADVISOR_FEEDBACK"))
+    auth: str = field(default="", metadata=_env("ADVISOR_AUTH"))  # "user:password" to require a login
     concurrency: int = field(default=4, metadata=_env("ADVISOR_CONCURRENCY"))  # answers computed at once
     queue_size: int = field(default=64, metadata=_env("ADVISOR_QUEUE_SIZE"))  # waiting requests before "busy"
     # Optional LLM answers through an OpenAI-compatible server; off while llm_base_url is empty.
@@ -82,6 +83,8 @@ class Settings:
             raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} must start with http:// or https://")
         if self.llm_timeout <= 0:
             raise ConfigError(f"ADVISOR_LLM_TIMEOUT={self.llm_timeout} must be positive (default 20 seconds)")
+        if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
+            raise ConfigError("ADVISOR_AUTH must be 'user:password' (both non-empty)")
         if self.concurrency < 1 or self.queue_size < 1:
             raise ConfigError(f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
                               "must be at least 1 (defaults 4 and 64)")

@@ -54,6 +54,7 @@ class Embedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the per-weight loading bar is noise in a CLI
+        hf_logging.set_verbosity_error()  # chunk sizes are measured on long texts on purpose: no length warnings
         return SentenceTransformer(self._path, device="cpu")
 
     @property

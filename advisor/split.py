@@ -15,6 +15,12 @@ from advisor.types import Chunk, Document
 SPLITTER_VERSION = 1
 # Tokens reserved for the "title › section" line prepended at embedding time.
 CONTEXT_TOKENS = 48
+# A passage is also capped in characters (English runs 4-6 per token): a span longer than this per budget
+# token is over budget without tokenizing it, so a 5 MB line costs no 5 MB tokenization.
+MAX_CHARS_PER_TOKEN = 12
+# A run of this many characters without a space is encoded data (base64, a minified blob), not words: the
+# model would read it as one [UNK] token. It is left out of passages.
+LONG_RUN = 200
 
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _BULLET = re.compile(r"^\s*(?:[•·▪◦‣●○■□➢➤✓✔]|[-*+](?=\s))\s*(?=\S)")
@@ -90,8 +96,10 @@ def split_document(
             f"context in the model's {max_tokens}-token window; use at most {max_tokens - CONTEXT_TOKENS}"
         )
 
+    max_chars = chunk_tokens * MAX_CHARS_PER_TOKEN
+
     def count(text: str) -> int:
-        return len(tokenizer.tokenize(text))
+        return chunk_tokens + 1 if len(text) > max_chars else len(tokenizer.tokenize(text))
 
     text = doc.text
     chunks: list[Chunk] = []
@@ -101,6 +109,8 @@ def split_document(
         label = " › ".join(section.path)
         head = section.heading.start if section.heading else None
         for start, end in _pack(text, section.units, head, count, tokenizer, chunk_tokens, chunk_overlap):
+            if not text[start:end].strip():
+                continue
             chunk = Chunk(
                 id=0,
                 source=doc.source,
@@ -414,11 +424,30 @@ def _split_text(text: str, start: int, end: int, tokenizer: Any, budget: int, ov
         tokenizer, chunk_size=budget, chunk_overlap=overlap, separators=["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""],
         keep_separator="end",
     )
-    segment = text[start:end]
-    cursor = 0
-    for piece in splitter.split_text(segment):
-        found = segment.find(piece, cursor)
-        if found < 0:
-            raise RuntimeError(f"splitter produced text not found in the source at offset {start + cursor}")
-        yield start + found, start + found + len(piece)
-        cursor = found + 1
+    max_chars = budget * MAX_CHARS_PER_TOKEN
+    # Split only between long runs without spaces; those runs are left out.
+    cuts = [(m.start() + start, m.end() + start) for m in re.finditer(rf"\S{{{LONG_RUN},}}", text[start:end])]
+    for part_start, part_end in zip([start] + [e for _, e in cuts], [s for s, _ in cuts] + [end]):
+        segment = text[part_start:part_end]
+        if not segment.strip():
+            continue
+        cursor = 0
+        for piece in splitter.split_text(segment):
+            found = segment.find(piece, cursor)
+            if found < 0:
+                raise RuntimeError(f"splitter produced text not found in the source at offset {part_start + cursor}")
+            yield from _windows(text, part_start + found, part_start + found + len(piece), max_chars)
+            cursor = found + 1
+
+
+def _windows(text: str, start: int, end: int, size: int) -> Iterator[tuple[int, int]]:
+    """``text[start:end]`` in pieces of at most ``size`` characters, cut at spaces where possible."""
+    while end - start > size:
+        cut = text.rfind(" ", start + size // 2, start + size)
+        cut = cut if cut > start else start + size
+        yield start, cut
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end:
+        yield start, end

@@ -209,8 +209,11 @@ def launch(service: AdvisorService) -> None:
     settings = service.settings
     page = ChatUI(service).blocks()
     page.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
+    user, _, password = settings.auth.partition(":")
     page.launch(server_name=settings.host, server_port=settings.port, share=False, css=CSS, theme=THEME,
-                show_error=False, footer_links=[])
+                show_error=False, footer_links=[], auth=(user, password) if settings.auth else None,
+                # Gradio serves no file outside its own folders anyway; these are never to be served.
+                blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)])
 
 
 def _session(request: gr.Request | None) -> str:

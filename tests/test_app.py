@@ -82,6 +82,23 @@ def test_chat_api_answers_with_markers_and_keeps_history_per_client(server):
     assert "characters long" in too_long
 
 
+def test_files_are_not_served_and_huge_messages_are_refused(server):
+    import urllib.error
+
+    for path in ("gradio_api/file=app.py", "gradio_api/file=index/manifest.json", "gradio_api/file=../../etc/passwd",
+                 "gradio_api/file=/etc/passwd", f"gradio_api/file={server.corpus}/hostile-notes.md",
+                 "gradio_api/file=%2e%2e/%2e%2e/etc/passwd", "app.py", "index/manifest.json"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url + path, timeout=10)
+        assert refused.value.code in (403, 404), path
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    assert "characters long" in client.predict("salary " * 150_000, api_name="/chat")  # about 1 MB
+    assert "$85,000" in client.predict("What do juniors earn?", api_name="/chat")  # and the server is still up
+    assert "127.0.0.1" in server.url
+
+
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
 def test_a_person_chats_in_the_browser(server):
     from playwright.sync_api import expect, sync_playwright
@@ -158,3 +175,13 @@ def test_a_person_chats_in_the_browser(server):
         expect(bots).to_have_count(0)
         browser.close()
     assert dialogs == [] and remote == []
+
+
+def test_load_script_smoke(server, tmp_path):
+    """The load benchmark works (its figures come from a full run, see README): 3 users for 3 seconds."""
+    out = tmp_path / "load.json"
+    result = subprocess.run([sys.executable, "bench/load.py", "--users", "3", "--seconds", "3", "--url", server.url,
+                             "--out", str(out)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(out.read_text())
+    assert summary["answered"] > 0 and summary["errors"] == 0 and summary["p95_ms"] >= summary["p50_ms"] > 0

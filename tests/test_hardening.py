@@ -1,0 +1,111 @@
+"""Bad corpus files, damaged indexes, concurrent builds and empty corpora: nothing lost, clear messages."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from advisor.config import PROJECT_ROOT, ConfigError, Settings
+from advisor.errors import IndexCorrupt
+from advisor.index import MANIFEST, Index, build, read_manifest
+from advisor.service import AdvisorService
+from conftest import DATA
+
+
+def test_bad_files_are_skipped_and_no_passage_is_empty(corpus, make_settings, embedder):
+    (corpus / "huge.txt").write_bytes(b"Huge\n\n" + b"word " * (10 * 1024 * 1024))  # 50 MB
+    (corpus / "blob.txt").write_text("Blob\n\n" + "x" * 5_000_000 + "\n")  # one 5 MB line without spaces
+    (corpus / "mixed.txt").write_text("Mixed\n\nReal sentence about pay. " + "A" * 3000 + " Another real sentence.\n")
+    settings = make_settings()
+    report = build(settings, embedder=embedder)
+    reasons = {s.source: s.reason for s in report.skipped}
+    assert reasons["corpus/huge.txt"].startswith("file is 50.0 MB, over the 20 MB limit")
+    assert "ADVISOR_MAX_FILE_MB" in reasons["corpus/huge.txt"]
+    assert {"corpus/binary-data.txt", "corpus/empty.txt", "corpus/whitespace-only.txt"} <= set(reasons)
+    index = Index.load(settings.index_dir)
+    assert all(c.text.strip() for c in index.chunks.values())
+    assert max(len(c.text) for c in index.chunks.values()) <= settings.chunk_tokens * 12
+    mixed = [c.text for c in index.chunks_of("corpus/mixed.txt")]
+    assert "Real sentence about pay." in " ".join(mixed) and "AAAA" not in " ".join(mixed)
+
+
+def test_two_builds_at_once_make_one_consistent_index(corpus, make_settings, embedder):
+    settings = make_settings()
+    reports, errors = [], []
+
+    def run() -> None:
+        try:
+            reports.append(build(settings, embedder=embedder, wait=120))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(reports) == 2
+    assert sorted(r.wrote for r in reports) == [False, True]  # the second waited, then found it up to date
+    index = Index.load(settings.index_dir)
+    assert set(index.chunks) == index.store.ids()
+
+
+def test_damaged_or_mismatched_files_are_named_and_rebuilt(corpus, make_settings, embedder):
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    manifest = read_manifest(settings.index_dir)
+    vectors = settings.index_dir / manifest["files"]["vectors"]["name"]
+    vectors.write_bytes(b"")
+    with pytest.raises(IndexCorrupt, match=f"{vectors.name} is 0 bytes"):
+        Index.load(settings.index_dir)
+    assert build(settings, embedder=embedder).full_rebuild  # no crash loop: the next build repairs it
+    # Chunk metadata from another build beside this build's vectors.
+    manifest = read_manifest(settings.index_dir)
+    chunks = settings.index_dir / manifest["files"]["chunks"]["name"]
+    data = json.loads(chunks.read_text())
+    data["chunks"] = data["chunks"][:-1]
+    chunks.write_text(json.dumps(data))
+    with pytest.raises(IndexCorrupt, match=f"{chunks.name} does not match .*checksum"):
+        Index.load(settings.index_dir)
+    assert build(settings, embedder=embedder).full_rebuild
+    # A manifest claiming another dimension.
+    manifest = read_manifest(settings.index_dir)
+    manifest["model"]["dim"] = 768
+    (settings.index_dir / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="holds 384-d vectors, manifest.json says 768"):
+        Index.load(settings.index_dir)
+    rebuilt = build(settings, embedder=embedder)
+    assert rebuilt.full_rebuild and rebuilt.chunks_embedded == rebuilt.chunks_total
+    Index.load(settings.index_dir, model=settings.model)
+
+
+def test_an_empty_corpus_says_there_is_nothing_to_search(tmp_path, make_settings, embedder):
+    (tmp_path / "corpus").mkdir()
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    service = AdvisorService(settings)
+    answer = service.ask("What do ML engineers earn?")
+    assert answer.kind == "empty" and "nothing to search yet" in answer.text and not answer.citations
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
+    result = subprocess.run([sys.executable, "-m", "advisor", "ask", "What do ML engineers earn?", "--corpus",
+                             str(settings.corpus_dir), "--index", str(settings.index_dir)], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "nothing to search yet" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_auth_setting_is_user_and_password():
+    assert Settings.load(env={"ADVISOR_AUTH": "ann:s3cret"}).auth == "ann:s3cret"
+    with pytest.raises(ConfigError, match="ADVISOR_AUTH must be 'user:password'"):
+        Settings.load(env={"ADVISOR_AUTH": "ann"})
+
+
+def test_a_hostile_document_is_indexed_as_plain_text(tmp_path, make_settings, embedder):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "notes.md").write_text((DATA / "hostile-notes.md").read_text())
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    text = " ".join(c.text for c in Index.load(settings.index_dir).chunks.values())
+    assert '<script>alert("xss")</script>' in text  # kept verbatim as data; every page escapes it
