@@ -30,6 +30,7 @@ class Settings:
     chunk_tokens: int = field(default=160, metadata=_env("ADVISOR_CHUNK_TOKENS"))
     chunk_overlap: int = field(default=24, metadata=_env("ADVISOR_CHUNK_OVERLAP"))
     max_file_mb: float = field(default=20.0, metadata=_env("ADVISOR_MAX_FILE_MB"))
+    flat_max: int = field(default=20_000, metadata=_env("ADVISOR_FLAT_MAX"))  # exact search up to here, IVF above
     top_k: int = field(default=5, metadata=_env("ADVISOR_TOP_K"))
     host: str = field(default="127.0.0.1", metadata=_env("ADVISOR_HOST"))
     port: int = field(default=7860, metadata=_env("ADVISOR_PORT"))
@@ -70,6 +71,8 @@ class Settings:
                 f"ADVISOR_CHUNK_OVERLAP={self.chunk_overlap} must be at least 0 and under half of "
                 f"ADVISOR_CHUNK_TOKENS ({self.chunk_tokens}); default 24"
             )
+        if self.flat_max < 1:
+            raise ConfigError(f"ADVISOR_FLAT_MAX={self.flat_max} must be at least 1 (default 20000)")
         if self.max_file_mb <= 0:
             raise ConfigError(f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be positive (default 20)")
         if self.top_k < 1:

@@ -285,7 +285,8 @@ def build(
         skipped += failed
         skipped_map = {s.source: {"sha256": s.sha256, "reason": s.reason} for s in skipped if s.sha256}
         in_place = previous is not None and why_full is None
-        if in_place and not (new_chunks or plan.added or plan.changed or plan.removed) \
+        refit = in_place and previous.store.kind != previous.store.wanted_kind(settings.flat_max)
+        if in_place and not (new_chunks or plan.added or plan.changed or plan.removed or refit) \
                 and skipped_map == old_skipped:
             return BuildReport(unchanged=tuple(plan.unchanged), skipped=tuple(skipped), chunks_total=len(previous.store),
                                documents=len(documents), seconds=time.perf_counter() - started)
@@ -301,6 +302,7 @@ def build(
             log(f"Embedding {len(new_chunks)} passages from {len(new_docs)} document(s)…")
         vectors = embedder.embed_passages([c.embedding_text for c in new_chunks], progress=progress)
         store.add([c.id for c in new_chunks], vectors)
+        store = store.fitted(settings.flat_max)  # exact while small, IVF once large (see store.FLAT_MAX)
         all_chunks = [previous.chunks[int(i)] for doc in kept.values() for i in doc["chunk_ids"]] if in_place else []
         all_chunks += new_chunks
         all_docs = {**kept, **new_docs}
@@ -437,6 +439,7 @@ def _write(
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": str(settings.corpus_dir),
         "model": {"name": settings.model, "dim": store.dim, "max_tokens": embedder.max_tokens},
+        "store": store.kind,
         "splitter": splitter_config(settings),
         "files": {
             "vectors": {"name": vectors_name, "bytes": (directory / vectors_name).stat().st_size,

@@ -32,6 +32,8 @@ class AdvisorService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._advisor = self._load()
+        # Load the model and run one query now, so the first person to ask does not wait for torch.
+        self._advisor.retriever.embedder.embed_query("warm up")
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state = RebuildState(False, "")

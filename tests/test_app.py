@@ -185,3 +185,16 @@ def test_load_script_smoke(server, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(out.read_text())
     assert summary["answered"] > 0 and summary["errors"] == 0 and summary["p95_ms"] >= summary["p50_ms"] > 0
+
+
+def test_benchmark_smoke(tmp_path):
+    """bench/run.py works end to end with tiny sizes (its real figures come from a full run, see README)."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--out", str(out)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]
+    names = " | ".join(r["name"] for r in rows)
+    for part in ("answer time", "build throughput", "incremental rebuild", "start-up", "peak RSS", "faiss ivf"):
+        assert part in names
+    assert all(isinstance(r["ratio"], float | int) and r["ratio"] > 0 for r in rows)

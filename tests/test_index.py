@@ -250,3 +250,21 @@ def test_empty_corpus_builds_an_empty_index(make_settings, embedder, tmp_path):
 
     with pytest.raises(CorpusEmpty, match="no documents are indexed"):
         Retriever(Index.load(settings.index_dir), embedder).search("salary")
+
+
+def test_a_large_index_switches_to_ivf_and_stays_consistent(make_settings, embedder):
+    """Past ADVISOR_FLAT_MAX passages the store is IVF (forced here with a tiny threshold); updates still work."""
+    from advisor.config import PROJECT_ROOT
+    from advisor.store import FaissStore
+
+    settings = make_settings(corpus_dir=PROJECT_ROOT / "corpus", flat_max=30)
+    report = build(settings, embedder=embedder)
+    index = Index.load(settings.index_dir)
+    assert read_manifest(settings.index_dir)["store"] == "ivf" and index.store.kind == "ivf"
+    assert index.store.ids() == set(index.chunks) and len(index.store) == report.chunks_total > 30
+    hits = Retriever(index, embedder).search("What is the average salary at the senior level?", 3)
+    assert "Senior Level $170,000" in hits[0].chunk.text
+    assert isinstance(index.store.copy(), FaissStore)
+    small = make_settings(corpus_dir=PROJECT_ROOT / "corpus", flat_max=100_000)
+    assert build(small, embedder=embedder).full_rebuild is None  # same splitter: updated in place...
+    assert Index.load(small.index_dir).store.kind == "flat"  # ...and refitted to its size when written

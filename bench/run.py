@@ -1,0 +1,243 @@
+"""Benchmarks: each figure beside a reference measured in the same run, printed as a table and saved as JSON.
+
+    python bench/run.py            # the full run (about 5 minutes on 2 cores)
+    python bench/run.py --quick    # a smoke run with tiny sizes (CI proves it works; its figures mean little)
+
+Writes bench/results/bench.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the benchmarks run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
+    parser.add_argument("--faiss-sizes", default="10000,100000,1000000",
+                        help="comma-separated passage counts for the FAISS comparison (1M needs ~6 GB and ~10 min)")
+    parser.add_argument("--only", choices=("all", "faiss"), default="all", help="run only the FAISS comparison")
+    args = parser.parse_args(argv)
+    from advisor.config import Settings
+    from advisor.embed import get_embedder
+
+    embedder = get_embedder()
+    embedder.embed_query("warm up")
+    settings = Settings.load(env={})
+    sizes = (2_000,) if args.quick else tuple(int(n) for n in args.faiss_sizes.split(","))
+    rows = [] if args.only == "faiss" else [
+        answer_time(settings, embedder, questions=10 if args.quick else None),
+        build_throughput(settings, embedder),
+        incremental_rebuild(embedder, documents=20 if args.quick else 1000),
+        *startup(quick=args.quick),
+    ]
+    rows += faiss_scaling(embedder, sizes=sizes)
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "quick": args.quick, "results": rows}, indent=1))
+    print(f"{'benchmark':<46}{'value':>20}{'reference':>24}{'ratio':>8}  target")
+    for row in rows:
+        print(f"{row['name']:<46}{row['value']:>20}{row['reference']:>24}{row['ratio']:>8}  {row['target']}")
+    return 0
+
+
+def _row(name: str, value: float, unit: str, reference: float, ref_unit: str, ratio: float, target: str, **extra):
+    return {"name": name, "value": f"{value:.4g} {unit}", "reference": f"{reference:.4g} {ref_unit}",
+            "ratio": round(ratio, 2), "target": target, **extra}
+
+
+def answer_time(settings, embedder, questions: int | None) -> dict:
+    """Warm `ask` per question against one raw `encode_query` of the same question."""
+    from advisor.chat import Advisor
+    from advisor.evaluate import read_golden
+
+    items = read_golden(ROOT / "eval" / "devset.jsonl")[:questions]
+    index_dir = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    from advisor.index import build
+
+    local = replace(settings, index_dir=index_dir)
+    build(local, embedder=embedder)
+    advisor = Advisor(local)
+    advisor.ask("warm up question about salary")
+    asked, raw = [], []
+    for item in items:
+        started = time.perf_counter()
+        advisor.ask(item.question, list(item.history))
+        asked.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        embedder.embed_query(item.question)
+        raw.append(time.perf_counter() - started)
+    shutil.rmtree(index_dir, ignore_errors=True)
+    a, r = statistics.median(asked), statistics.median(raw)
+    return _row("answer time per question (median, warm)", a * 1000, "ms", r * 1000, "ms encode", a / r, "<= 3x",
+                p95_ms=round(sorted(asked)[int(0.95 * len(asked))] * 1000, 1), questions=len(items))
+
+
+def build_throughput(settings, embedder) -> dict:
+    """A full index build of the seed corpus against raw `encode` of the same passages."""
+    from advisor.index import Index, build
+
+    index_dir = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    local = replace(settings, index_dir=index_dir)
+    started = time.perf_counter()
+    report = build(local, embedder=embedder, full=True)
+    built = time.perf_counter() - started
+    texts = [c.embedding_text for c in Index.load(index_dir).chunks.values()]
+    started = time.perf_counter()
+    embedder.model.encode(texts, batch_size=32, normalize_embeddings=True)
+    raw = time.perf_counter() - started
+    shutil.rmtree(index_dir, ignore_errors=True)
+    ours, theirs = report.chunks_total / built, len(texts) / raw
+    return _row("full build throughput", ours, "passages/s", theirs, "passages/s", ours / theirs, ">= 0.85x")
+
+
+def incremental_rebuild(embedder, documents: int) -> dict:
+    """Change one file of a synthetic corpus: the rebuild against a full build, and against embedding that file."""
+    from advisor.config import Settings
+    from advisor.index import build
+
+    root = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
+    corpus = root / "corpus"
+    corpus.mkdir()
+    sentences = _corpus_sentences()
+    rng = random.Random(7)
+    for n in range(documents):
+        body = " ".join(rng.sample(sentences, 6))
+        (corpus / f"doc-{n:04d}.txt").write_text(f"Document {n}\n\n{body}\n")
+    settings = Settings.load(env={}, corpus_dir=corpus, index_dir=root / "index")
+    started = time.perf_counter()
+    full = build(settings, embedder=embedder)
+    full_seconds = time.perf_counter() - started
+    changed = corpus / "doc-0000.txt"
+    changed.write_text(changed.read_text() + "An added sentence about machine learning salaries.\n")
+    started = time.perf_counter()
+    inc = build(settings, embedder=embedder)
+    inc_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    embedder.embed_passages([changed.read_text()] * inc.chunks_embedded)
+    one_file = time.perf_counter() - started
+    shutil.rmtree(root, ignore_errors=True)
+    return _row(f"incremental rebuild, 1 of {documents} files changed", inc_seconds, "s", full_seconds, "s full build",
+                inc_seconds / full_seconds, "~ that file, not the corpus", chunks_total=full.chunks_total,
+                chunks_embedded=inc.chunks_embedded, embed_that_file_s=round(one_file, 3))
+
+
+def startup(quick: bool) -> list[dict]:
+    """`python app.py` until it serves, against the bare import of gradio and sentence-transformers; peak RSS."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import gradio, sentence_transformers"], env=env, check=True)
+    imports = time.perf_counter() - started
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    index_dir = tempfile.mkdtemp(prefix="bench-index-")
+    subprocess.run([sys.executable, "-m", "advisor", "index", "--index", index_dir], env=env, check=True,
+                   capture_output=True)  # start-up is measured with the index built, as on every run but the first
+    started = time.perf_counter()
+    app = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index_dir],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                if app.poll() is not None or time.perf_counter() - started > 240:
+                    raise SystemExit("the app did not start") from None
+                time.sleep(0.05)
+        serving = time.perf_counter() - started
+        from gradio_client import Client
+
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for question in ("What do juniors earn?", "Which skills do I need?", "And at the senior level?")[: 1 if quick else 3]:
+            client.predict(question, api_name="/chat")
+        status = Path(f"/proc/{app.pid}/status").read_text()
+        peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    finally:
+        app.terminate()
+        app.wait(20)
+        shutil.rmtree(index_dir, ignore_errors=True)
+    return [_row("app start-up to serving", serving, "s", imports, "s imports", serving / imports, "<= 1.3x"),
+            _row("app peak RSS, serving the seed corpus", peak, "MB", 1024, "MB budget", peak / 1024, "<= 1.0")]
+
+
+def faiss_scaling(embedder, sizes: tuple[int, ...]) -> list[dict]:
+    """Search latency and recall@10 of flat, HNSW and IVF indexes over sentence-embedding-like vectors."""
+    import faiss
+    import numpy as np
+
+    base = embedder.embed_passages(_corpus_sentences())
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in sizes:
+        # Mixtures of two real sentence embeddings plus a little noise: clustered like real passages, not uniform.
+        vectors = _mixtures(base, n, rng)
+        queries = _mixtures(base, 200, rng)
+        exact = faiss.IndexFlatIP(base.shape[1])
+        exact.add(vectors)
+        _, truth = exact.search(queries, 10)
+        candidates = {"flat": exact}
+        started = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(base.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efSearch = 64
+        hnsw.add(vectors)
+        candidates["hnsw"] = hnsw
+        built = {"flat": 0.0, "hnsw": time.perf_counter() - started}
+        started = time.perf_counter()
+        nlist = max(16, int(4 * np.sqrt(n)))
+        quantizer = faiss.IndexFlatIP(base.shape[1])  # kept referenced: the IVF index does not own it
+        ivf = faiss.IndexIVFFlat(quantizer, base.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors[: max(nlist * 40, 10_000)])
+        ivf.add(vectors)
+        ivf.nprobe = 16
+        candidates["ivf"] = ivf
+        built["ivf"] = time.perf_counter() - started
+        flat_ms = None
+        for name, index in candidates.items():
+            started = time.perf_counter()
+            found = np.stack([index.search(q[None, :], 10)[1][0] for q in queries])
+            ms = (time.perf_counter() - started) / len(queries) * 1000
+            recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+            flat_ms = ms if name == "flat" else flat_ms
+            rows.append(_row(f"faiss {name}, {n:,} passages", ms, "ms/query", flat_ms, "ms flat", ms / flat_ms,
+                             "recall@10 >= 0.95", recall_at_10=round(recall, 3), build_s=round(built[name], 1)))
+    return rows
+
+
+def _mixtures(base, n: int, rng):
+    import numpy as np
+
+    a, b = base[rng.integers(0, len(base), n)], base[rng.integers(0, len(base), n)]
+    weight = rng.uniform(0.5, 1.0, (n, 1)).astype(np.float32)
+    mixed = weight * a + (1 - weight) * b + rng.normal(0, 0.02, a.shape).astype(np.float32)
+    return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _corpus_sentences() -> list[str]:
+    text = " ".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "corpus").glob("*.txt")))
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if len(s.split()) >= 5]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
