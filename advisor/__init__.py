@@ -1,12 +1,13 @@
 """Career Advisor: answers questions about the ML-engineer career from a local corpus, with citations."""
 
+from advisor.chat import Advisor
 from advisor.config import Settings
 from advisor.errors import AdvisorError
 from advisor.index import BuildReport, Index, IndexStatus, build, index_status
 from advisor.retrieve import Retriever
-from advisor.types import Chunk, Document, Hit, Skipped
+from advisor.types import Answer, Chunk, Citation, Document, Hit, Skipped
 
 __all__ = [
-    "AdvisorError", "BuildReport", "Chunk", "Document", "Hit", "Index", "IndexStatus", "Retriever", "Settings",
-    "Skipped", "build", "index_status",
+    "Advisor", "AdvisorError", "Answer", "BuildReport", "Chunk", "Citation", "Document", "Hit", "Index", "IndexStatus",
+    "Retriever", "Settings", "Skipped", "build", "index_status",
 ]
