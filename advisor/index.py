@@ -68,6 +68,7 @@ class IndexStatus:
     built_at: str | None = None
     documents: int = 0
     chunks: int = 0
+    build_id: str | None = None  # which build the manifest on disk names
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON fields, for `index --status --json` and the UI."""
@@ -334,7 +335,7 @@ def index_status(settings: Settings) -> IndexStatus:
     except (IndexCorrupt, IndexMismatch) as exc:
         return IndexStatus(False, str(exc))
     plan = _plan(files, manifest["documents"], manifest.get("skipped", {}), everything=False)
-    base = dict(built_at=manifest["built_at"], documents=len(manifest["documents"]),
+    base = dict(built_at=manifest["built_at"], build_id=manifest["build_id"], documents=len(manifest["documents"]),
                 chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()))
     names = [manifest["files"][k]["name"] for k in ("vectors", "chunks")]
     missing = [name for name in names if not (settings.index_dir / name).is_file()]

@@ -109,15 +109,19 @@ def _translations(text: str) -> list[tuple[set[str], str]]:
     """(stems of the user's words matched, the corpus's words for them) for each vocabulary row that applies."""
     found = []
     for pattern, words in _VOCABULARY:
-        matched = {t for m in pattern.finditer(text) for t in terms(m.group())}
-        if matched or pattern.search(text):
-            found.append((matched, words))
+        matches = [m.group() for m in pattern.finditer(text)]
+        if matches:
+            found.append(({t for m in matches for t in terms(m)}, words))
     return found
+
+
+def _corpus_words(translations: list[tuple[set[str], str]]) -> str:
+    return " ".join(dict.fromkeys(words for _, words in translations))
 
 
 def expand(text: str) -> str:
     """The corpus's words for the user's words found in ``text`` (empty when none apply)."""
-    return " ".join(dict.fromkeys(words for _, words in _translations(text)))
+    return _corpus_words(_translations(text))
 
 
 def is_followup(question: str, known: Container[str] = ()) -> bool:
@@ -148,9 +152,10 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
             context.insert(0, previous)
             if not is_followup(previous, known):
                 break
+    earlier_translations = [_translations(previous) for previous in context]
     weights: dict[str, float] = {}
-    for previous in context:
-        for term in terms(expand(previous)):
+    for previous, previous_translations in zip(context, earlier_translations):
+        for term in terms(_corpus_words(previous_translations)):
             weights[term] = max(weights.get(term, 0.0), HISTORY_MAPPED_WEIGHT)
         for term in terms(previous):
             weights[term] = max(weights.get(term, 0.0), HISTORY_WEIGHT)
@@ -167,12 +172,12 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
     for term in terms(question):
         current[term] = MAPPED_WEIGHT if term in translated else OWN_WEIGHT
     weights.update(current)
-    own = terms(f"{question} {expand(question)}")
+    own = terms(f"{question} {_corpus_words(translations)}")
     # The mapped vocabulary feeds BM25 only: appended to the embedded text it lowered hit@1 on the dev set.
     text = " ".join([*context, question])
     # Words translated in the earlier questions of a follow-up ("juniors", "earn") are judged by their
     # translations too.
-    translated |= {t for previous in context for matched, _ in _translations(previous) for t in matched}
-    corpus_words = set(terms(" ".join(expand(t) for t in [*context, question])))
+    translated |= {t for found in earlier_translations for matched, _ in found for t in matched}
+    corpus_words = set(terms(" ".join(_corpus_words(found) for found in [*earlier_translations, translations])))
     return Query(question=question, text=text, weights=weights, own=frozenset(own), followup=followup,
                  mapped=frozenset(translated - corpus_words))

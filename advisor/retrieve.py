@@ -27,6 +27,7 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self._ids = sorted(index.chunks)
+        self._position = {chunk_id: p for p, chunk_id in enumerate(self._ids)}
         self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
 
     @classmethod
@@ -52,7 +53,7 @@ class Retriever:
         for chunk_id in candidates:
             if chunk_id not in dense:  # found by BM25 only: its cosine still counts
                 dense[chunk_id] = float(self.index.store.vector(chunk_id) @ vector[0])
-        lexical = {self._ids[p]: float(all_lexical[p]) for p in range(len(self._ids))}
+        lexical = {i: float(all_lexical[self._position[i]]) for i in candidates}
         scaled_dense, scaled_lexical = _rescale([dense[i] for i in candidates]), _rescale([lexical[i] for i in candidates])
         fused = {i: DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * b for i, d, b in zip(candidates, scaled_dense, scaled_lexical)}
         best = sorted(candidates, key=lambda i: (-fused[i], -dense[i]))[:k]

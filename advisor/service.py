@@ -10,9 +10,8 @@ from typing import Any
 
 from advisor.chat import Advisor
 from advisor.config import Settings
-from advisor.embed import get_embedder
 from advisor.errors import AdvisorError
-from advisor.index import BuildReport, Index, IndexStatus, build, index_status, read_manifest
+from advisor.index import BuildReport, Index, IndexStatus, build, index_status
 from advisor.retrieve import Retriever
 from advisor.types import Answer
 
@@ -39,8 +38,7 @@ class AdvisorService:
         self._state = RebuildState(False, "")
 
     def _load(self) -> Advisor:
-        index = Index.load(self.settings.index_dir, model=self.settings.model)
-        return Advisor(self.settings, retriever=Retriever(index, get_embedder(self.settings.model)))
+        return Advisor(self.settings, retriever=Retriever.open(self.settings))
 
     @property
     def advisor(self) -> Advisor:
@@ -63,7 +61,7 @@ class AdvisorService:
     def status(self) -> IndexStatus:
         """Whether the served index matches the corpus (and is the one on disk)."""
         status = index_status(self.settings)
-        if status.fresh and read_manifest(self.settings.index_dir)["build_id"] != self.index.manifest["build_id"]:
+        if status.fresh and status.build_id != self.index.manifest["build_id"]:
             # Someone rebuilt on disk (the CLI, say) after this index was loaded.
             return IndexStatus(False, "a newer index was built on disk; rebuild to load it",
                                built_at=status.built_at, documents=status.documents, chunks=status.chunks)

@@ -38,25 +38,19 @@ def test_the_advisor_meets_the_quality_thresholds_on_the_dev_set(seed_settings):
     assert check(scores, thresholds) == [], scores
 
 
-def test_judge_scores_rank_correctness_and_citations():
+def test_judge_scores_rank_correctness_and_citations(tmp_path):
     chunk = Chunk(1, "corpus/a.txt", "T", "Pay", "Entry Level $85,000", 0, 19)
     hit = Hit(chunk, 1.0, 1)
-    item = read_golden_line({"question": "pay?", "evidence": ["Entry Level $85,000"], "answer_any": ["$85,000"], "kind": "fact"})
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(json.dumps({"question": "pay?", "evidence": ["Entry Level $85,000"], "answer_any": ["$85,000"],
+                                  "kind": "fact"}) + "\n")
+    (item,) = read_golden(golden)
     good = judge(item, Answer("Entry Level: $85,000 [1].", (Citation(1, hit, ("Entry Level $85,000",)),), hits=(hit,)))
     assert good.rank == 1 and good.correct and good.citations_valid and good.quotes_verified
     bad = judge(item, Answer("It is $85,000 [2].", (Citation(1, hit, ("Entry Level $85,000",)),), hits=(hit,)))
     assert not bad.citations_valid
     declined = judge(item, Answer("I couldn't find that.", kind="out_of_scope", hits=(hit,)))
     assert declined.declined and not declined.correct and declined.rank == 1
-
-
-def read_golden_line(data, tmp=None):
-    import tempfile
-    from pathlib import Path
-
-    path = Path(tempfile.mkstemp(suffix=".jsonl")[1])
-    path.write_text(json.dumps(data) + "\n")
-    return read_golden(path)[0]
 
 
 def test_malformed_golden_lines_are_named(tmp_path):
