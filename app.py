@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, help="folder of documents (env ADVISOR_CORPUS)")
     parser.add_argument("--index", type=Path, help="folder for the built index (env ADVISOR_INDEX)")
     parser.add_argument("--feedback", type=Path, help="folder for the likes/dislikes file (env ADVISOR_FEEDBACK)")
+    parser.add_argument("--vector-store", help="'faiss' (default), 'milvus://host:19530' or a Milvus Lite file "
+                                               "(env ADVISOR_VECTOR_STORE)")
+    parser.add_argument("--milvus-collection", help="Milvus collection name prefix (env ADVISOR_MILVUS_COLLECTION)")
     parser.add_argument("--llm-base-url", help="OpenAI-compatible server for LLM answers (env ADVISOR_LLM_BASE_URL)")
     parser.add_argument("--llm-model", help="model the server runs (env ADVISOR_LLM_MODEL)")
     parser.add_argument("--llm-api-key", help="API key, if the server needs one (env ADVISOR_LLM_API_KEY)")
@@ -30,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(host=args.host, port=args.port, corpus_dir=args.corpus, index_dir=args.index,
-                                 feedback_dir=args.feedback, llm_base_url=args.llm_base_url, llm_model=args.llm_model,
-                                 llm_api_key=args.llm_api_key, llm_timeout=args.llm_timeout)
+                                 feedback_dir=args.feedback, vector_store=args.vector_store,
+                                 milvus_collection=args.milvus_collection, llm_base_url=args.llm_base_url,
+                                 llm_model=args.llm_model, llm_api_key=args.llm_api_key, llm_timeout=args.llm_timeout)
         report = build(settings, progress=True, wait=600, log=print)
         print(format_report(report, settings), flush=True)
         from advisor.service import AdvisorService

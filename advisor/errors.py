@@ -35,3 +35,7 @@ class IndexMismatch(AdvisorError):
 
 class IndexBusy(AdvisorError):
     """Another process holds the build lock."""
+
+
+class StoreUnavailable(AdvisorError):
+    """The vector store (a Milvus server or file) cannot be reached or opened."""

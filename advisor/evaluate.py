@@ -146,6 +146,15 @@ def summarize(results: Sequence[Result]) -> Scores:
     )
 
 
+def fingerprint(results: Sequence[Result]) -> str:
+    """A digest of every question's ranked passage ids and answer: equal digests mean the same retrieval results
+    (the same corpus indexed in FAISS and in Milvus, say)."""
+    import hashlib
+
+    rows = [[[h.chunk.id for h in r.answer.hits], r.answer.text] for r in results]
+    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()[:16]
+
+
 class NaiveRecipe:
     """The LangChain-tutorial setup: RecursiveCharacterTextSplitter(1000, 200), the same model, FAISS flat,
     the question alone (no history); with no LLM, its answer is the best chunk itself."""
@@ -168,7 +177,7 @@ class NaiveRecipe:
                 cursor = start + 1
                 self.chunks.append(Chunk(len(self.chunks), doc.source, doc.title, "", piece, start, start + len(piece)))
         self.store = FaissStore(embedder.dim)
-        self.store.add(list(range(len(self.chunks))), embedder.embed_passages([c.text for c in self.chunks]))
+        self.store.add("", list(range(len(self.chunks))), embedder.embed_passages([c.text for c in self.chunks]))
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """The top chunk for the question alone, cited as [1]."""

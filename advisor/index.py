@@ -1,4 +1,4 @@
-"""Build, check and load the on-disk index: FAISS vectors, chunk JSON and a manifest that ties them together."""
+"""Build, check and load the index: chunk JSON and a manifest on disk, vectors in a VectorStore (FAISS file or Milvus)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from typing import Any
 
 from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
-from advisor.errors import ConfigError, CorpusMissing, IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from advisor.errors import AdvisorError, ConfigError, CorpusMissing, IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
 from advisor.load import CorpusFile, LoadError, load_document, scan_corpus
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION, split_document
-from advisor.store import FaissStore
+from advisor.store import FaissStore, VectorStore, create_store, open_store
 from advisor.types import Chunk, Skipped
 
 FORMAT_VERSION = 1
@@ -91,11 +91,14 @@ class Index:
     directory: Path
     manifest: dict[str, Any]
     chunks: dict[int, Chunk]
-    store: FaissStore = field(repr=False)
+    store: VectorStore = field(repr=False)
 
     @classmethod
-    def load(cls, directory: Path, model: str | None = None) -> Index:
-        """Load and verify the index in ``directory``; with ``model``, insist it was built with that model."""
+    def load(cls, directory: Path, model: str | None = None, settings: Settings | None = None) -> Index:
+        """Load and verify the index in ``directory``; with ``model``, insist it was built with that model.
+
+        ``settings`` supplies the Milvus token and, when given, the index must use the vector store they name.
+        """
         manifest = read_manifest(directory)
         built_with = manifest["model"]["name"]
         if model is not None and built_with != model:
@@ -103,9 +106,12 @@ class Index:
                 f"{directory / MANIFEST} was built with model '{built_with}' but the configured model is "
                 f"'{model}'; {REBUILD}, or set ADVISOR_MODEL={built_with}"
             )
+        if settings is not None and (changed := store_mismatch(manifest, settings)):
+            raise IndexMismatch(f"{directory / MANIFEST}: {changed}; run `python -m advisor index` to rebuild it")
+        settings = settings or Settings()
         for _ in range(3):
             try:
-                return cls._open(directory, manifest)
+                return cls._open(directory, manifest, settings)
             except FileNotFoundError as exc:
                 # A build swapped in a new generation (and deleted this one) while it was being read.
                 missing = exc.filename
@@ -116,7 +122,7 @@ class Index:
         raise IndexCorrupt(f"{missing} is missing; {REBUILD}")
 
     @classmethod
-    def _open(cls, directory: Path, manifest: dict[str, Any]) -> Index:
+    def _open(cls, directory: Path, manifest: dict[str, Any], settings: Settings) -> Index:
         chunk_path = directory / manifest["files"]["chunks"]["name"]
         data = chunk_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != manifest["files"]["chunks"]["sha256"]:
@@ -125,24 +131,33 @@ class Index:
             chunks = {c.id: c for c in (Chunk.from_json(item) for item in json.loads(data)["chunks"])}
         except (ValueError, KeyError, TypeError) as exc:
             raise IndexCorrupt(f"{chunk_path} cannot be read ({exc}); {REBUILD}") from None
-        vector_path = directory / manifest["files"]["vectors"]["name"]
-        size = vector_path.stat().st_size
-        if size != manifest["files"]["vectors"]["bytes"]:
-            raise IndexCorrupt(
-                f"{vector_path} is {size} bytes but {MANIFEST} expects {manifest['files']['vectors']['bytes']} "
-                f"(truncated or replaced); {REBUILD}"
-            )
-        try:
-            store = FaissStore.load(vector_path)
-        except RuntimeError as exc:
-            raise IndexCorrupt(f"{vector_path} is damaged ({str(exc).splitlines()[-1][:160]}); {REBUILD}") from None
+        sources = {int(i): source for source, doc in manifest["documents"].items() for i in doc["chunk_ids"]}
+        if set(chunks) != set(sources):
+            raise IndexCorrupt(f"{chunk_path} and {MANIFEST} list different passages; {REBUILD}")
+        record = store_record(manifest)
+        if record["kind"] == "faiss":
+            vector_path = directory / manifest["files"]["vectors"]["name"]
+            where = str(vector_path)
+            size = vector_path.stat().st_size
+            if size != manifest["files"]["vectors"]["bytes"]:
+                raise IndexCorrupt(
+                    f"{vector_path} is {size} bytes but {MANIFEST} expects {manifest['files']['vectors']['bytes']} "
+                    f"(truncated or replaced); {REBUILD}"
+                )
+            try:
+                store = open_store(record, vector_path, sources, settings)
+            except RuntimeError as exc:
+                raise IndexCorrupt(f"{vector_path} is damaged ({str(exc).splitlines()[-1][:160]}); {REBUILD}") from None
+        else:
+            where = f"Milvus collection {record['collection']}"
+            store = open_store(record, None, sources, settings)
         if store.dim != manifest["model"]["dim"]:
-            raise IndexCorrupt(
-                f"{vector_path} holds {store.dim}-d vectors, {MANIFEST} says {manifest['model']['dim']}; {REBUILD}"
-            )
-        listed = {int(i) for doc in manifest["documents"].values() for i in doc["chunk_ids"]}
-        if not (store.ids() == set(chunks) == listed):
-            raise IndexCorrupt(f"{vector_path}, {chunk_path} and {MANIFEST} list different passages; {REBUILD}")
+            raise IndexCorrupt(f"{where} holds {store.dim}-d vectors, {MANIFEST} says {manifest['model']['dim']}; {REBUILD}")
+        if record["kind"] == "faiss" and store.ids() != set(sources):
+            raise IndexCorrupt(f"{where}, {chunk_path} and {MANIFEST} list different passages; {REBUILD}")
+        # A shared collection may briefly hold more (a build in progress elsewhere), never fewer.
+        if record["kind"] != "faiss" and (held := store.count()) < len(sources):
+            raise IndexCorrupt(f"{where} holds {held} vectors but {MANIFEST} lists {len(sources)} passages; {REBUILD}")
         return cls(directory, manifest, chunks, store)
 
     @property
@@ -179,8 +194,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         )
     try:
         files, model, docs = manifest["files"], manifest["model"], manifest["documents"]
+        record = store_record(manifest)
         fields = (("name", str), ("sha256", str), ("bytes", int))
-        expected = [(files[k][f], t) for k in ("vectors", "chunks") for f, t in fields]
+        expected = [(files[k][f], t) for k in _file_keys(record) for f, t in fields]
+        expected += [(record.get(k), str) for k in ("uri", "collection") if record["kind"] == "milvus"]
         expected += [(model["name"], str), (model["dim"], int), (manifest["splitter"], dict), (manifest["built_at"], str),
                      (manifest["build_id"], str), (docs, dict), (manifest.get("skipped", {}), dict)]
         expected += [(value, t) for doc in docs.values() for value, t in ((doc["sha256"], str), (doc["chunk_ids"], list))]
@@ -190,6 +207,44 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if wrong:
         raise IndexCorrupt(f"{path} has a malformed field (value {wrong[0]!r}); {REBUILD}")
     return manifest
+
+
+def store_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's vector-store record, {"kind": "faiss" | "milvus", ...} (older manifests said just "flat")."""
+    record = manifest.get("store", "flat")
+    record = {"kind": "faiss", "index": record} if isinstance(record, str) else record
+    if not isinstance(record, dict) or record.get("kind") not in ("faiss", "milvus"):
+        raise IndexCorrupt(f"the manifest's store record {record!r} names no known vector store; {REBUILD}")
+    return record
+
+
+def _file_keys(record: dict[str, Any]) -> tuple[str, ...]:
+    """The files the manifest lists: chunk JSON always, a vectors file for FAISS."""
+    return ("vectors", "chunks") if record["kind"] == "faiss" else ("chunks",)
+
+
+def _store_target(settings: Settings) -> tuple[str, str]:
+    """(kind, where) of the configured vector store, comparable with a manifest's record."""
+    if settings.vector_store_kind == "faiss":
+        return "faiss", ""
+    from advisor.milvus import display_uri
+
+    return "milvus", f"{display_uri(settings.milvus_uri)} collection {settings.milvus_collection}"
+
+
+def _describe_target(target: tuple[str, str]) -> str:
+    return "FAISS (a file in the index folder)" if target[0] == "faiss" else f"Milvus at {target[1]}"
+
+
+def store_mismatch(manifest: dict[str, Any], settings: Settings) -> str | None:
+    """Why the index's vectors are not in the vector store ``settings`` name, or None."""
+    record = store_record(manifest)
+    built = ("faiss", "") if record["kind"] == "faiss" else \
+        ("milvus", f"{record['uri']} collection {record['collection'].rsplit('_', 1)[0]}")
+    wanted = _store_target(settings)
+    if built != wanted:
+        return f"the vector store changed from {_describe_target(built)} to {_describe_target(wanted)}"
+    return None
 
 
 def splitter_config(settings: Settings) -> dict[str, int]:
@@ -211,7 +266,7 @@ def settings_mismatch(manifest: dict[str, Any], settings: Settings) -> str | Non
     if old != new:
         diffs = ", ".join(f"{k} {old.get(k)} → {new[k]}" for k in new if old.get(k) != new[k])
         return f"the splitter settings changed ({diffs})"
-    return None
+    return store_mismatch(manifest, settings)
 
 
 @dataclass(frozen=True)
@@ -255,9 +310,11 @@ def build(
 ) -> BuildReport:
     """Bring the index in line with the corpus, embedding only new and changed documents.
 
-    A different model or splitter setting, a damaged index, or ``full`` re-embeds everything.
+    A different model, splitter setting or vector store, a damaged index, or ``full`` re-embeds everything.
     The new index is written beside the old one and swapped in by replacing the manifest, so
     a crash leaves the previous index loadable. ``wait`` is how long to wait for another build.
+    With a shared (Milvus) store, vectors of changed documents are added before the swap and the old
+    ones deleted after it, so processes still serving the previous manifest keep finding theirs.
     """
     started = time.perf_counter()
     corpus, directory = settings.corpus_dir, settings.index_dir
@@ -286,28 +343,35 @@ def build(
         skipped += failed
         skipped_map = {s.source: {"sha256": s.sha256, "reason": s.reason} for s in skipped if s.sha256}
         in_place = previous is not None and why_full is None
-        refit = in_place and previous.store.kind != previous.store.wanted_kind(settings.flat_max)
+        refit = in_place and isinstance(previous.store, FaissStore) \
+            and previous.store.kind != previous.store.wanted_kind(settings.flat_max)
         if in_place and not (new_chunks or plan.added or plan.changed or plan.removed or refit) \
                 and skipped_map == old_skipped:
-            return BuildReport(unchanged=tuple(plan.unchanged), skipped=tuple(skipped), chunks_total=len(previous.store),
+            return BuildReport(unchanged=tuple(plan.unchanged), skipped=tuple(skipped), chunks_total=len(previous.chunks),
                                documents=len(documents), seconds=time.perf_counter() - started)
 
         # Unchanged documents keep their vectors; those of changed, removed and now-unreadable ones go.
         kept = {s: documents[s] for s in plan.unchanged} if in_place else {}
-        if in_place:
-            store = previous.store.copy()
-            store.remove(int(i) for s, doc in documents.items() if s not in kept for i in doc["chunk_ids"])
-        else:
-            store = FaissStore(embedder.dim)
+        stale = [s for s in documents if s not in kept] if in_place else []
+        store = previous.store.for_update() if in_place else create_store(settings, embedder.dim)
+        if not store.live:  # a private copy: nobody reads it until the swap
+            for source in stale:
+                store.delete(source)
         if new_chunks:
             log(f"Embedding {len(new_chunks)} passages from {len(new_docs)} document(s)…")
         vectors = embedder.embed_passages([c.embedding_text for c in new_chunks], progress=progress)
-        store.add([c.id for c in new_chunks], vectors)
-        store = store.fitted(settings.flat_max)  # exact while small, IVF once large (see store.FLAT_MAX)
+        start = 0
+        for source, doc in new_docs.items():  # chunks are in document order, so each document is one run
+            count = len(doc["chunk_ids"])
+            store.add(source, [c.id for c in new_chunks[start:start + count]], vectors[start:start + count])
+            start += count
+        store = store.fitted(settings.flat_max)  # FAISS: exact while small, IVF once large (see store.FLAT_MAX)
         all_chunks = [previous.chunks[int(i)] for doc in kept.values() for i in doc["chunk_ids"]] if in_place else []
         all_chunks += new_chunks
         all_docs = {**kept, **new_docs}
         _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map)
+        if store.live:
+            _tidy(store, stale, all_docs, log)
         return BuildReport(
             added=tuple(s for s in new_docs if s not in documents),
             changed=tuple(plan.changed),
@@ -315,7 +379,7 @@ def build(
             unchanged=tuple(plan.unchanged),
             skipped=tuple(skipped),
             chunks_embedded=len(new_chunks),
-            chunks_total=len(store),
+            chunks_total=len(all_chunks),
             documents=len(all_docs),
             full_rebuild=why_full,
             wrote=True,
@@ -337,7 +401,7 @@ def index_status(settings: Settings) -> IndexStatus:
     plan = _plan(files, manifest["documents"], manifest.get("skipped", {}), everything=False)
     base = dict(built_at=manifest["built_at"], build_id=manifest["build_id"], documents=len(manifest["documents"]),
                 chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()))
-    names = [manifest["files"][k]["name"] for k in ("vectors", "chunks")]
+    names = [manifest["files"][k]["name"] for k in _file_keys(store_record(manifest))]
     missing = [name for name in names if not (settings.index_dir / name).is_file()]
     if missing:
         return IndexStatus(False, f"index files missing from {settings.index_dir}: {', '.join(missing)}; {REBUILD}", **base)
@@ -415,21 +479,20 @@ def _previous(directory: Path, settings: Settings, full: bool) -> tuple[dict[str
     if why:
         return manifest, None, why
     try:
-        return manifest, Index._open(directory, manifest), None
+        return manifest, Index._open(directory, manifest, settings), None
     except (IndexCorrupt, FileNotFoundError) as exc:
         return manifest, None, f"the existing index cannot be used ({exc})"
+    # StoreUnavailable goes up: with the database down, a rebuild would fail too, and say less.
 
 
 def _write(
-    directory: Path, settings: Settings, embedder: Embedder, store: FaissStore, chunks: list[Chunk],
+    directory: Path, settings: Settings, embedder: Embedder, store: VectorStore, chunks: list[Chunk],
     documents: dict[str, Any], skipped: dict[str, Any],
 ) -> None:
     """Write a new generation beside the old one, then swap the manifest in as the single commit point."""
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-    vectors_name, chunks_name = f"vectors-{build_id}.faiss", f"chunks-{build_id}.json"
-    vectors_tmp = directory / f"{vectors_name}.tmp"
-    store.save(vectors_tmp)
-    os.replace(vectors_tmp, directory / vectors_name)
+    chunks_name = f"chunks-{build_id}.json"
+    record, vectors_file = store.commit(directory, build_id)  # FAISS: a new vectors file; Milvus: a flush
     ordered = sorted(chunks, key=lambda c: (c.source, c.start, c.end))
     chunk_bytes = json.dumps({"format_version": FORMAT_VERSION, "chunks": [c.to_json() for c in ordered]},
                              ensure_ascii=False).encode("utf-8")
@@ -440,11 +503,10 @@ def _write(
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": str(settings.corpus_dir),
         "model": {"name": settings.model, "dim": store.dim, "max_tokens": embedder.max_tokens},
-        "store": store.kind,
+        "store": record,
         "splitter": splitter_config(settings),
         "files": {
-            "vectors": {"name": vectors_name, "bytes": (directory / vectors_name).stat().st_size,
-                        "sha256": _sha256_file(directory / vectors_name)},
+            **({"vectors": vectors_file} if vectors_file else {}),
             "chunks": {"name": chunks_name, "bytes": len(chunk_bytes), "sha256": hashlib.sha256(chunk_bytes).hexdigest()},
         },
         "documents": dict(sorted(documents.items())),
@@ -454,10 +516,24 @@ def _write(
     _fsync_dir(directory)
     # Older generations go at once, so text removed from the corpus is gone from disk too; a reader
     # that read the old manifest a moment ago finds its files missing and re-reads the new one.
-    keep = {vectors_name, chunks_name}
+    keep = {chunks_name, *([vectors_file["name"]] if vectors_file else [])}
     for path in directory.iterdir():
         if path.name.startswith(("vectors-", "chunks-")) and path.name not in keep:
             path.unlink(missing_ok=True)
+
+
+def _tidy(store: VectorStore, stale: list[str], documents: dict[str, Any], log: Callable[[str], None]) -> None:
+    """After the swap, delete a shared store's vectors that no manifest names any more, and older collections.
+
+    Failing here loses nothing: the new index is in place, and the next build deletes what is left.
+    """
+    try:
+        for source in stale:
+            store.delete(source, keep={int(i) for i in documents.get(source, {}).get("chunk_ids", [])})
+        store.retain({int(i) for doc in documents.values() for i in doc["chunk_ids"]})
+        store.release_others()
+    except AdvisorError as exc:
+        log(f"The new index is in place, but old vectors could not be deleted yet ({exc}); the next build retries.")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -481,11 +557,3 @@ def _remove_temp_files(directory: Path) -> None:
     """Delete half-written files left by a build that crashed (only called under the build lock)."""
     for path in directory.glob("*.tmp"):
         path.unlink(missing_ok=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

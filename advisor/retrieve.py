@@ -1,4 +1,4 @@
-"""Find the passages most relevant to a query: dense (FAISS) and lexical (BM25) rankings fused."""
+"""Find the passages most relevant to a query: dense (vector store) and lexical (BM25) rankings fused."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Retriever:
     @classmethod
     def open(cls, settings: Settings) -> Retriever:
         """Load the index in ``settings.index_dir``, checking it was built with ``settings.model``."""
-        return cls(Index.load(settings.index_dir, model=settings.model), get_embedder(settings.model))
+        return cls(Index.load(settings.index_dir, model=settings.model, settings=settings), get_embedder(settings.model))
 
     def search(self, query: str | Query, k: int = 5) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first; none for a blank query."""
@@ -46,19 +46,34 @@ class Retriever:
         if not query.question.strip():
             return []
         vector = self.embedder.embed_query(query.text)
-        dense = dict(self.index.store.search(vector, POOL))
+        dense = self._dense(vector)
         all_lexical = self.lexical.scores(query.weights)
         top_lexical = [p for p in np.argsort(-all_lexical)[:POOL] if all_lexical[p] > 0]
         candidates = list(dict.fromkeys([*dense, *(self._ids[p] for p in top_lexical)]))
-        for chunk_id in candidates:
-            if chunk_id not in dense:  # found by BM25 only: its cosine still counts
-                dense[chunk_id] = float(self.index.store.vector(chunk_id) @ vector[0])
+        only_lexical = [i for i in candidates if i not in dense]
+        if only_lexical:  # found by BM25 only: their cosines still count
+            dense.update(zip(only_lexical, (self.index.store.vectors(only_lexical) @ vector[0]).tolist()))
         lexical = {i: float(all_lexical[self._position[i]]) for i in candidates}
         scaled_dense, scaled_lexical = _rescale([dense[i] for i in candidates]), _rescale([lexical[i] for i in candidates])
         fused = {i: DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * b for i, d, b in zip(candidates, scaled_dense, scaled_lexical)}
         best = sorted(candidates, key=lambda i: (-fused[i], -dense[i]))[:k]
         return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
                 for rank, i in enumerate(best, start=1)]
+
+
+    def _dense(self, vector: np.ndarray) -> dict[int, float]:
+        """The POOL nearest passages of this index by cosine.
+
+        A shared store can also hold passages this index does not list (another process's build in progress):
+        those are skipped, asking for more until POOL are found or the store has no more.
+        """
+        want, known = POOL, self.index.chunks
+        while True:
+            found = self.index.store.search(vector, want)
+            dense = {i: s for i, s in found if i in known}
+            if len(dense) >= POOL or len(found) < want:  # enough, or the store has no more
+                return dict(list(dense.items())[:POOL])
+            want *= 4
 
 
 def _rescale(values: list[float]) -> list[float]:

@@ -1,7 +1,8 @@
-"""Serve answers from the loaded index while a rebuild runs in the background, then swap the new index in."""
+"""Serve answers from the loaded index, swapping in each new one: rebuilt here in the background, or by another process."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -10,10 +11,15 @@ from typing import Any
 
 from advisor.chat import Advisor
 from advisor.config import Settings
-from advisor.errors import AdvisorError
-from advisor.index import BuildReport, Index, IndexStatus, build, index_status
+from advisor.errors import AdvisorError, IndexCorrupt, StoreUnavailable
+from advisor.index import MANIFEST, BuildReport, Index, IndexStatus, build, index_status, read_manifest
 from advisor.retrieve import Retriever
 from advisor.types import Answer
+
+
+# How often a question checks whether another process (the CLI, or another replica sharing the index folder
+# and vector store) has swapped in a new index: one stat() of the manifest, at most this often.
+CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,10 @@ class AdvisorService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._stamp = self._manifest_stamp()
         self._advisor = self._load()
+        self._checked = time.monotonic()
+        self._reload_lock = threading.Lock()
         # Load the model and run one query now, so the first person to ask does not wait for torch.
         self._advisor.retriever.embedder.embed_query("warm up")
         self._lock = threading.Lock()
@@ -47,11 +56,59 @@ class AdvisorService:
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """Answer from whichever index is current when the question arrives."""
-        return self._advisor.ask(question, history)
+        advisor = self._current()
+        try:
+            return advisor.ask(question, history)
+        except (IndexCorrupt, StoreUnavailable) as exc:
+            return self._retry_after_failure(advisor, exc).ask(question, history)
 
     def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Iterator[Answer]:
         """Partial answers, then the final one, from the index current when the question arrives."""
-        return self._advisor.ask_stream(question, history)
+        advisor, started = self._current(), False
+        try:
+            for answer in advisor.ask_stream(question, history):
+                started = True
+                yield answer
+        except (IndexCorrupt, StoreUnavailable) as exc:
+            if started:
+                raise
+            yield from self._retry_after_failure(advisor, exc).ask_stream(question, history)
+
+    def _retry_after_failure(self, failed: Advisor, error: AdvisorError) -> Advisor:
+        """After a search failed: the newer index, if another process swapped one in (and dropped the
+        collection this one searched); otherwise the failure stands."""
+        fresh = self._current(force=True)
+        if fresh is failed:
+            raise error
+        return fresh
+
+    def _current(self, force: bool = False) -> Advisor:
+        """The Advisor to answer with, after loading the index on disk if another process has replaced it."""
+        now = time.monotonic()
+        if not force and now - self._checked < CHECK_SECONDS:
+            return self._advisor
+        self._checked = now
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp or (self._thread is not None and self._thread.is_alive()):
+            return self._advisor
+        if not self._reload_lock.acquire(blocking=force):
+            return self._advisor  # another question is loading it; answer from the current one meanwhile
+        try:
+            if read_manifest(self.settings.index_dir)["build_id"] != self.index.manifest["build_id"]:
+                self._advisor = self._load()
+            self._stamp = stamp
+        except AdvisorError:
+            pass  # caught mid-swap or damaged: keep serving this one and look again next time
+        finally:
+            self._reload_lock.release()
+        return self._advisor
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.settings.index_dir / MANIFEST)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
 
     @property
     def index(self) -> Index:
@@ -60,6 +117,7 @@ class AdvisorService:
 
     def status(self) -> IndexStatus:
         """Whether the served index matches the corpus (and is the one on disk)."""
+        self._current(force=True)
         status = index_status(self.settings)
         if status.fresh and status.build_id != self.index.manifest["build_id"]:
             # Someone rebuilt on disk (the CLI, say) after this index was loaded.
@@ -87,6 +145,7 @@ class AdvisorService:
         started = time.perf_counter()
         try:
             report = build(self.settings, wait=600)
+            stamp = self._manifest_stamp()
             fresh = self._load()
         except AdvisorError as exc:
             self._state = RebuildState(False, f"Rebuild failed: {exc}. Answers still come from the previous index.", ok=False)
@@ -95,7 +154,7 @@ class AdvisorService:
             self._state = RebuildState(False, f"Rebuild failed ({type(exc).__name__}: {exc}). Answers still come "
                                               "from the previous index.", ok=False)
             return
-        self._advisor = fresh  # one reference swap: questions already running finish on the old index
+        self._advisor, self._stamp = fresh, stamp  # one reference swap: questions already running finish on the old one
         self._state = RebuildState(False, _summary(report, time.perf_counter() - started))
 
 

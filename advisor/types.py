@@ -97,7 +97,7 @@ class Answer:
 
     text: str
     citations: tuple[Citation, ...] = ()
-    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long" | "unsupported" | "partial"
+    kind: str = "answer"  # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long" | "unsupported" | "partial" | "error"
     hits: tuple[Hit, ...] = ()  # everything retrieved, best first (for evaluation and debugging)
     note: str = ""  # a remark about how the answer was made (an LLM fallback, an unsupported answer)
 

@@ -15,7 +15,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr  # noqa: E402
 
 from advisor.chat import EXAMPLE_QUESTIONS  # noqa: E402
+from advisor.errors import AdvisorError  # noqa: E402
 from advisor.feedback import record_vote  # noqa: E402
+from advisor.index import store_record  # noqa: E402
 from advisor.query import message_text  # noqa: E402
 from advisor.service import AdvisorService  # noqa: E402
 from advisor.types import Answer  # noqa: E402
@@ -58,10 +60,13 @@ class ChatUI:
             return text if api else html.escape(text, quote=False)
 
         answer, streamed = Answer(""), False
-        for answer in self.service.ask_stream(message_text(message), history):
-            if answer.kind == "partial":  # an LLM writing: its tokens as they come
-                streamed = True
-                yield shown(answer.text)
+        try:
+            for answer in self.service.ask_stream(message_text(message), history):
+                if answer.kind == "partial":  # an LLM writing: its tokens as they come
+                    streamed = True
+                    yield shown(answer.text)
+        except AdvisorError as exc:  # e.g. the Milvus server is down: say so in the chat, keep the page working
+            answer = Answer(f"Sorry, I cannot search the documents right now: {exc}", kind="error")
         final = shown(answer.text)
         self._remember(_session(request), final, answer)
         if not streamed:  # a composed answer is ready at once; show it arriving a few words at a time
@@ -105,8 +110,10 @@ class ChatUI:
         index = self.service.index
         state = self.service.rebuild_state()
         built = index.built_at.replace("T", " ").replace("+00:00", " UTC")
+        record = store_record(index.manifest)
+        vectors = "FAISS" if record["kind"] == "faiss" else f"Milvus ({record['collection']} at {record['uri']})"
         lines = [f"<b>Index</b> built {html.escape(built)} · {_count(len(index.documents), 'document')} · "
-                 f"{_count(len(index.chunks), 'passage')}"]
+                 f"{_count(len(index.chunks), 'passage')} · vectors in {html.escape(vectors)}"]
         stale = False
         if state.running:
             lines.append("Rebuilding the index… questions are answered from the current one meanwhile.")

@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     parser.add_argument("--faiss-sizes", default="10000,100000,1000000",
                         help="comma-separated passage counts for the FAISS comparison (1M needs ~6 GB and ~10 min)")
-    parser.add_argument("--only", choices=("all", "faiss"), default="all", help="run only the FAISS comparison")
+    parser.add_argument("--only", choices=("all", "faiss", "stores"), default="all",
+                        help="run only the FAISS comparison, or only the FAISS-vs-Milvus store comparison")
+    parser.add_argument("--store-sizes", default="10000,100000",
+                        help="comma-separated passage counts for the FAISS-vs-Milvus Lite write and search comparison")
     args = parser.parse_args(argv)
     from advisor.config import Settings
     from advisor.embed import get_embedder
@@ -45,13 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     embedder.embed_query("warm up")
     settings = Settings.load(env={})
     sizes = (2_000,) if args.quick else tuple(int(n) for n in args.faiss_sizes.split(","))
-    rows = [] if args.only == "faiss" else [
+    rows = [] if args.only != "all" else [
         answer_time(settings, embedder, questions=10 if args.quick else None),
         build_throughput(settings, embedder),
         incremental_rebuild(embedder, documents=20 if args.quick else 1000),
         *startup(quick=args.quick),
     ]
-    rows += faiss_scaling(embedder, sizes=sizes)
+    if args.only in ("all", "faiss"):
+        rows += faiss_scaling(embedder, sizes=sizes)
+    if args.only in ("all", "stores"):
+        store_sizes = (2_000,) if args.quick else tuple(int(n) for n in args.store_sizes.split(","))
+        rows += vector_stores(settings, embedder, questions=10 if args.quick else None, sizes=store_sizes)
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "quick": args.quick, "results": rows}, indent=1))
@@ -222,6 +229,99 @@ def faiss_scaling(embedder, sizes: tuple[int, ...]) -> list[dict]:
             flat_ms = ms if name == "flat" else flat_ms
             rows.append(_row(f"faiss {name}, {n:,} passages", ms, "ms/query", flat_ms, "ms flat", ms / flat_ms,
                              "recall@10 >= 0.95", recall_at_10=round(recall, 3), build_s=round(built[name], 1)))
+    return rows
+
+
+def vector_stores(settings, embedder, questions: int | None, sizes: tuple[int, ...]) -> list[dict]:
+    """FAISS against Milvus: answer time on the seed corpus (Milvus Lite in-process, and a Milvus server over
+    gRPC, played by `milvus-lite server`), then what one changed document costs to write, and search, at size."""
+    import numpy as np
+
+    from advisor.chat import Advisor
+    from advisor.evaluate import read_golden
+    from advisor.index import build
+    from advisor.store import FaissStore
+
+    items = read_golden(ROOT / "eval" / "devset.jsonl")[:questions]
+    root = Path(tempfile.mkdtemp(prefix="bench-stores-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("milvus-lite")), "server", "--data-dir",
+                               str(root / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        timings = {}
+        for name, store in (("faiss", "faiss"), ("milvus lite file", str(root / "vectors.db")),
+                            ("milvus server (gRPC)", f"milvus://127.0.0.1:{port}")):
+            local = replace(settings, index_dir=root / name.replace(" ", "-"), vector_store=store)
+            for _ in range(100):  # the server may still be starting
+                try:
+                    build(local, embedder=embedder)
+                    break
+                except Exception:  # noqa: BLE001
+                    time.sleep(0.2)
+            advisor = Advisor(local)
+            advisor.ask("warm up question about salary")
+            asked = []
+            for item in items:
+                started = time.perf_counter()
+                advisor.ask(item.question, list(item.history))
+                asked.append(time.perf_counter() - started)
+            timings[name] = statistics.median(asked)
+        for name, seconds in timings.items():
+            rows.append(_row(f"answer time, vectors in {name}", seconds * 1000, "ms", timings["faiss"] * 1000,
+                             "ms faiss", seconds / timings["faiss"], "same answers (eval fingerprint)"))
+
+        rng = np.random.default_rng(5)
+        base = embedder.embed_passages(_corpus_sentences())
+        for n in sizes:
+            vectors = _mixtures(base, n, rng)
+            ids = list(range(n))
+            sources = [f"doc-{i // 4}" for i in ids]  # four passages a document
+            faiss_store = FaissStore(vectors.shape[1], sources=dict(zip(ids, sources)))
+            faiss_store.index.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
+            faiss_store = faiss_store.fitted()
+            started = time.perf_counter()  # what an incremental build of one changed document does with FAISS:
+            copy = faiss_store.for_update()  # copy the index, change it, and write the whole file anew
+            copy.delete("doc-0")
+            copy.add("doc-0", [n + 1, n + 2, n + 3, n + 4], vectors[:4])
+            copy = copy.fitted()
+            copy.commit(root, f"bench-{n}")
+            faiss_write = time.perf_counter() - started
+            queries = _mixtures(base, 50, rng)
+            started = time.perf_counter()
+            for q in queries:
+                faiss_store.search(q[None, :], 30)
+            faiss_search = (time.perf_counter() - started) / len(queries)
+
+            from advisor.milvus import MilvusStore
+
+            milvus = MilvusStore.create(str(root / f"scale-{n}.db"), "", "bench", vectors.shape[1])
+            for start in range(0, n, 4_000):
+                chunk = slice(start, min(n, start + 4_000))
+                milvus.add("bulk", ids[chunk], vectors[chunk])
+            milvus.commit(root, "bulk")
+            started = time.perf_counter()  # the same change with Milvus: upsert 4 rows, delete 4, flush
+            milvus.add("doc-0", [n + 1, n + 2, n + 3, n + 4], vectors[:4])
+            milvus._delete_ids([0, 1, 2, 3])
+            milvus.commit(root, "one")
+            milvus_write = time.perf_counter() - started
+            started = time.perf_counter()
+            for q in queries:
+                milvus.search(q[None, :], 30)
+            milvus_search = (time.perf_counter() - started) / len(queries)
+            rows.append(_row(f"write 1 changed document, {n:,} passages: milvus lite", milvus_write * 1000, "ms",
+                             faiss_write * 1000, f"ms faiss ({faiss_store.kind})", milvus_write / faiss_write,
+                             "faiss grows with the corpus"))
+            rows.append(_row(f"search top 30, {n:,} passages: milvus lite", milvus_search * 1000, "ms/query",
+                             faiss_search * 1000, f"ms faiss ({faiss_store.kind})", milvus_search / faiss_search,
+                             "information"))
+    finally:
+        server.terminate()
+        server.wait(20)
+        shutil.rmtree(root, ignore_errors=True)
     return rows
 
 

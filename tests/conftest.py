@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,3 +62,24 @@ def seed_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
     settings = Settings.load(env={}, corpus_dir=SEED_CORPUS, index_dir=index_dir)
     build(settings, embedder=embedder)
     return settings
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, log: Path, seconds: float = 240) -> None:
+    """Wait for ``url`` to answer 200, failing with the process's log if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"{url} did not start serving:\n{log.read_text()}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)

@@ -260,7 +260,7 @@ def test_a_large_index_switches_to_ivf_and_stays_consistent(make_settings, embed
     settings = make_settings(corpus_dir=PROJECT_ROOT / "corpus", flat_max=30)
     report = build(settings, embedder=embedder)
     index = Index.load(settings.index_dir)
-    assert read_manifest(settings.index_dir)["store"] == "ivf" and index.store.kind == "ivf"
+    assert read_manifest(settings.index_dir)["store"] == {"kind": "faiss", "index": "ivf"} and index.store.kind == "ivf"
     assert index.store.ids() == set(index.chunks) and len(index.store) == report.chunks_total > 30
     hits = Retriever(index, embedder).search("What is the average salary at the senior level?", 3)
     assert "Senior Level $170,000" in hits[0].chunk.text

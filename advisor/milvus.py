@@ -1,0 +1,242 @@
+"""A VectorStore in a Milvus collection (a Milvus server, or a Milvus Lite file), through pymilvus."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from advisor.errors import IndexCorrupt, StoreUnavailable
+from advisor.store import doc_key
+
+BATCH = 1_000  # rows per upsert, get or delete call: well under gRPC's 64 MB message limit at 384 floats a row
+MAX_TOPK = 16_384  # Milvus refuses a larger search limit
+CONNECT_SECONDS = 10.0
+REBUILD = "run `python -m advisor index --full` to rebuild it"
+T = TypeVar("T")
+
+_clients: dict[tuple[str, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(uri: str, token: str) -> Any:
+    """One MilvusClient per address, shared by every store in the process (a Lite file allows one opener)."""
+    from pymilvus import MilvusClient
+
+    # pymilvus and Milvus Lite log every failure with a traceback; it reaches the user once, as an AdvisorError.
+    # (Set after the import: pymilvus sets its logger's level when it loads.)
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    with _clients_lock:
+        client = _clients.get((uri, token))
+        if client is None:
+            try:
+                # Milvus Lite's in-process server refuses pings more often than every 5 minutes ("too_many_pings",
+                # logged on every idle reconnect); a server keeps pymilvus's own keepalive.
+                lite = {} if uri.startswith(("http://", "https://")) else {"grpc.keepalive_time_ms": 330_000}
+                client = MilvusClient(uri=uri, token=token, timeout=CONNECT_SECONDS, grpc_options=lite)
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; all mean "cannot connect"
+                raise StoreUnavailable(_unreachable(uri, exc)) from None
+            _clients[(uri, token)] = client
+        return client
+
+
+def _unreachable(uri: str, exc: BaseException) -> str:
+    reason = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if not uri.startswith(("http://", "https://")):
+        return (f"cannot open the Milvus Lite file {uri} ({reason}); Milvus Lite serves one process at a time, so stop "
+                "the other one, or run a Milvus server for several (see README, 'Several replicas')")
+    return (f"cannot reach Milvus at {display_uri(uri)} ({reason}); start the server, check ADVISOR_VECTOR_STORE "
+            "and ADVISOR_MILVUS_TOKEN, or set ADVISOR_VECTOR_STORE=faiss")
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without any user:password part, for messages and the manifest."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return uri
+
+
+class MilvusStore:
+    """Vectors in one Milvus collection: id (the chunk id), doc (doc_key of the source), source, vector.
+
+    Writes are seen by every reader at once (``live``), so several app processes can share one collection;
+    the index stage orders its writes so readers of the previous manifest keep finding their passages.
+    """
+
+    live = True
+
+    def __init__(self, client: Any, uri: str, collection: str, dim: int, index_type: str) -> None:
+        self.client, self.uri, self.collection, self.dim, self.index_type = client, uri, collection, dim, index_type
+
+    @classmethod
+    def create(cls, uri: str, token: str, base: str, dim: int) -> MilvusStore:
+        """A new empty collection named ``<base>_<8 hex digits>``, one per full build (see ``release_others``)."""
+        from pymilvus import DataType
+
+        client = _client(uri, token)
+        name = f"{base}_{secrets.token_hex(4)}"
+        # Milvus Lite searches a FLAT index exactly (as FAISS flat does); a server picks its own (HNSW or other).
+        index_type = "AUTOINDEX" if uri.startswith(("http://", "https://")) else "FLAT"
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("doc", DataType.INT64)
+        schema.add_field("source", DataType.VARCHAR, max_length=4096)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        params = client.prepare_index_params()
+        params.add_index(field_name="vector", index_type=index_type, metric_type="IP")
+        # Strong: a replica searching right after another process's build sees all of its writes.
+        _call(uri, "create a collection", lambda: client.create_collection(
+            name, schema=schema, index_params=params, consistency_level="Strong"))
+        return cls(client, uri, name, dim, index_type)
+
+    @classmethod
+    def open(cls, uri: str, token: str, collection: str) -> MilvusStore:
+        """The existing collection ``collection``, loaded for search."""
+        client = _client(uri, token)
+        if not _call(uri, "list collections", lambda: client.has_collection(collection)):
+            raise IndexCorrupt(f"the Milvus collection {collection} at {display_uri(uri)} that the index names is gone; "
+                               f"{REBUILD}")
+        info = _call(uri, "describe a collection", lambda: client.describe_collection(collection))
+        vector = next((f for f in info["fields"] if f["name"] == "vector"), None)
+        if vector is None:
+            raise IndexCorrupt(f"the Milvus collection {collection} has no 'vector' field; {REBUILD}")
+        _call(uri, "load a collection", lambda: client.load_collection(collection))
+        indexes = _call(uri, "list indexes", lambda: client.list_indexes(collection))
+        index_type = "AUTOINDEX"
+        if indexes:
+            described = _call(uri, "describe an index", lambda: client.describe_index(collection, indexes[0])) or {}
+            index_type = str(described.get("index_type", index_type))
+        return cls(client, uri, collection, int(vector["params"]["dim"]), index_type)
+
+    # --- the VectorStore interface ---------------------------------------------------------
+
+    def count(self) -> int:
+        """How many vectors are stored."""
+        rows = self._call("count", lambda: self.client.query(self.collection, filter="", output_fields=["count(*)"]))
+        return int(rows[0]["count(*)"])
+
+    def describe(self) -> dict[str, Any]:
+        """{"kind": "milvus", "uri", "collection", "index", "count", "dim"} (the uri without credentials)."""
+        return {"kind": "milvus", "uri": display_uri(self.uri), "collection": self.collection,
+                "index": self.index_type, "count": self.count(), "dim": self.dim}
+
+    def add(self, source: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Upsert vectors (n, dim) of document ``source`` under ``ids``."""
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        key = doc_key(source)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        for start in range(0, len(ids), BATCH):
+            rows = [{"id": int(i), "doc": key, "source": source, "vector": v}
+                    for i, v in zip(ids[start:start + BATCH], vectors[start:start + BATCH])]
+            self._call("upsert", lambda rows=rows: self.client.upsert(self.collection, rows))
+
+    def delete(self, source: str, keep: Collection[int] = ()) -> int:
+        """Delete the vectors of document ``source`` except those in ``keep``; returns how many went."""
+        held = self._scan(f"doc == {doc_key(source)}")
+        return self._delete_ids([i for i in held if i not in keep])
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The ``k`` nearest ids to a (1, dim) query with their cosine scores, best first."""
+        if k < 1:
+            return []
+        vector = np.asarray(query, dtype=np.float32)[0]
+        found = self._call("search", lambda: self.client.search(
+            self.collection, data=[vector], limit=min(k, MAX_TOPK), output_fields=["id"],
+            search_params={"metric_type": "IP"}))
+        return [(int(hit["id"]), float(hit["distance"])) for hit in found[0]]
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` (all of which must be held), as rows in the same order."""
+        got: dict[int, Any] = {}
+        for start in range(0, len(ids), BATCH):
+            batch = [int(i) for i in ids[start:start + BATCH]]
+            rows = self._call("get", lambda batch=batch: self.client.get(self.collection, ids=batch, output_fields=["vector"]))
+            got.update((int(row["id"]), row["vector"]) for row in rows)
+        missing = [i for i in ids if int(i) not in got]
+        if missing:
+            raise IndexCorrupt(f"the Milvus collection {self.collection} lacks {len(missing)} passage(s) the index "
+                               f"lists (id {missing[0]}); {REBUILD}")
+        return np.asarray([got[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    def ids(self) -> set[int]:
+        """Every chunk id held (a full scan)."""
+        return set(self._scan(""))
+
+    # --- what the index stage needs besides -------------------------------------------------
+
+    def for_update(self) -> MilvusStore:
+        """The store a build changes: this collection itself (see ``live``)."""
+        return self
+
+    def fitted(self, flat_max: int = 0) -> MilvusStore:
+        """This store: Milvus manages its own index as the collection grows."""
+        return self
+
+    def commit(self, directory: Path, build_id: str) -> tuple[dict[str, Any], None]:
+        """Flush the writes (Milvus Lite searches unflushed rows slowly); returns the manifest's store record."""
+        self._call("flush", lambda: self.client.flush(self.collection))
+        return {"kind": "milvus", "uri": display_uri(self.uri), "collection": self.collection,
+                "index": self.index_type}, None
+
+    def retain(self, ids: Collection[int]) -> int:
+        """Delete every vector whose id is not in ``ids`` (left by a build that stopped half-way)."""
+        if self.count() <= len(ids):  # every id in ``ids`` is held, so nothing else is
+            return 0
+        return self._delete_ids([i for i in self._scan("") if i not in ids])
+
+    def release_others(self) -> None:
+        """Drop this index's other collections (``<base>_<hex>``): earlier full builds, or ones that failed."""
+        base = self.collection.rsplit("_", 1)[0]
+        pattern = re.compile(re.escape(base) + r"_[0-9a-f]{8}")
+        for name in self._call("list collections", self.client.list_collections):
+            if pattern.fullmatch(name) and name != self.collection:
+                self._call("drop a collection", lambda name=name: self.client.drop_collection(name))
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _scan(self, expression: str) -> list[int]:
+        def scan() -> list[int]:
+            iterator = self.client.query_iterator(self.collection, batch_size=10_000, filter=expression,
+                                                  output_fields=["id"])
+            found: list[int] = []
+            try:
+                while batch := iterator.next():
+                    found.extend(int(row["id"]) for row in batch)
+            finally:
+                iterator.close()
+            return found
+
+        return self._call("scan", scan)
+
+    def _delete_ids(self, ids: list[int]) -> int:
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
+            self._call("delete", lambda batch=batch: self.client.delete(self.collection, ids=batch))
+        return len(ids)
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        return _call(self.uri, what, action, self.collection)
+
+
+def _call(uri: str, what: str, action: Callable[[], T], collection: str = "") -> T:
+    """Run one pymilvus call; any failure becomes a StoreUnavailable that says where and what."""
+    try:
+        return action()
+    except Exception as exc:  # noqa: BLE001 - pymilvus and grpc raise many types
+        text = str(exc).lower()
+        if collection and "collection" in text and ("not found" in text or "not exist" in text):
+            raise IndexCorrupt(f"the Milvus collection {collection} at {display_uri(uri)} is gone; {REBUILD}") from None
+        place = f"collection {collection} at " if collection else ""
+        reason = str(getattr(exc, "message", "") or exc).strip().splitlines()
+        raise StoreUnavailable(f"Milvus ({place}{display_uri(uri)}) failed to {what}: "
+                               f"{(reason[0] if reason else type(exc).__name__)[:200]}") from None
