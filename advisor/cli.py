@@ -111,6 +111,8 @@ def format_report(report: BuildReport, settings: Settings) -> str:
     else:
         if report.full_rebuild:
             lines.insert(0, f"Full rebuild: {report.full_rebuild}.")
+        if report.moved:
+            lines.insert(0, f"Moved the vectors (copied, not re-embedded): {report.moved}.")
         lines.append(
             f"Index {where}: {_count(report.documents, 'document')}, {_count(report.chunks_total, 'passage')} "
             f"({report.chunks_embedded} embedded, {len(report.unchanged)} unchanged) in {report.seconds:.1f} s."

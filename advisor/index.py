@@ -16,7 +16,8 @@ from typing import Any
 
 from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
-from advisor.errors import AdvisorError, ConfigError, CorpusMissing, IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from advisor.errors import (AdvisorError, ConfigError, CorpusMissing, IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing,
+                            StoreUnavailable)
 from advisor.load import CorpusFile, LoadError, load_document, scan_corpus
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION, split_document
 from advisor.store import FaissStore, VectorStore, create_store, open_store
@@ -41,6 +42,7 @@ class BuildReport:
     chunks_total: int = 0
     documents: int = 0
     full_rebuild: str | None = None  # why everything was re-embedded, when it was
+    moved: str | None = None  # why the vectors were copied to another vector store, when they were
     wrote: bool = False  # False when the index already matched the corpus
     seconds: float = 0.0
 
@@ -258,7 +260,12 @@ def splitter_config(settings: Settings) -> dict[str, int]:
 
 
 def settings_mismatch(manifest: dict[str, Any], settings: Settings) -> str | None:
-    """Why an index built as ``manifest`` says cannot be updated in place under ``settings``, or None."""
+    """Why an index built as ``manifest`` says does not match ``settings``, or None."""
+    return _embedding_mismatch(manifest, settings) or store_mismatch(manifest, settings)
+
+
+def _embedding_mismatch(manifest: dict[str, Any], settings: Settings) -> str | None:
+    """Why the index's vectors cannot be reused under ``settings`` (another model or splitter), or None."""
     built_with = manifest["model"]["name"]
     if built_with != settings.model:
         return f"the model changed from '{built_with}' to '{settings.model}'"
@@ -266,7 +273,7 @@ def settings_mismatch(manifest: dict[str, Any], settings: Settings) -> str | Non
     if old != new:
         diffs = ", ".join(f"{k} {old.get(k)} → {new[k]}" for k in new if old.get(k) != new[k])
         return f"the splitter settings changed ({diffs})"
-    return store_mismatch(manifest, settings)
+    return None
 
 
 @dataclass(frozen=True)
@@ -326,7 +333,7 @@ def build(
     directory.mkdir(parents=True, exist_ok=True)
     with _build_lock(directory, wait):
         _remove_temp_files(directory)
-        manifest, previous, why_full = _previous(directory, settings, full)
+        manifest, previous, why_full, moving = _previous(directory, settings, full)
         documents = manifest["documents"] if manifest else {}
         old_skipped = manifest.get("skipped", {}) if manifest else {}
         files, skipped = scan_corpus(corpus)
@@ -345,7 +352,7 @@ def build(
         in_place = previous is not None and why_full is None
         refit = in_place and isinstance(previous.store, FaissStore) \
             and previous.store.kind != previous.store.wanted_kind(settings.flat_max)
-        if in_place and not (new_chunks or plan.added or plan.changed or plan.removed or refit) \
+        if in_place and not (new_chunks or plan.added or plan.changed or plan.removed or refit or moving) \
                 and skipped_map == old_skipped:
             return BuildReport(unchanged=tuple(plan.unchanged), skipped=tuple(skipped), chunks_total=len(previous.chunks),
                                documents=len(documents), seconds=time.perf_counter() - started)
@@ -353,7 +360,15 @@ def build(
         # Unchanged documents keep their vectors; those of changed, removed and now-unreadable ones go.
         kept = {s: documents[s] for s in plan.unchanged} if in_place else {}
         stale = [s for s in documents if s not in kept] if in_place else []
-        store = previous.store.for_update() if in_place else create_store(settings, embedder.dim)
+        if moving:  # to another vector store: copy the unchanged documents' vectors there
+            log(f"Moving the vectors: {moving}.")
+            store = create_store(settings, previous.store.dim)
+            for source, doc in kept.items():
+                ids = [int(i) for i in doc["chunk_ids"]]
+                store.add(source, ids, previous.store.vectors(ids))
+            stale = []  # nothing of the old store is in the new one
+        else:
+            store = previous.store.for_update() if in_place else create_store(settings, embedder.dim)
         if not store.live:  # a private copy: nobody reads it until the swap
             for source in stale:
                 store.delete(source)
@@ -372,6 +387,11 @@ def build(
         _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map)
         if store.live:
             _tidy(store, stale, all_docs, log)
+        if moving and previous.store.live:  # the shared store the vectors came from: its collection goes
+            try:
+                previous.store.drop()
+            except AdvisorError as exc:
+                log(f"The vectors were moved, but the old store could not be emptied ({exc}).")
         return BuildReport(
             added=tuple(s for s in new_docs if s not in documents),
             changed=tuple(plan.changed),
@@ -382,6 +402,7 @@ def build(
             chunks_total=len(all_chunks),
             documents=len(all_docs),
             full_rebuild=why_full,
+            moved=moving,
             wrote=True,
             seconds=time.perf_counter() - started,
         )
@@ -467,22 +488,27 @@ def _build_lock(directory: Path, wait: float) -> Iterator[None]:
         lock.release()
 
 
-def _previous(directory: Path, settings: Settings, full: bool) -> tuple[dict[str, Any] | None, Index | None, str | None]:
-    """The last manifest, the index to update in place (if any), and why a full rebuild is needed (if so)."""
+def _previous(
+    directory: Path, settings: Settings, full: bool
+) -> tuple[dict[str, Any] | None, Index | None, str | None, str | None]:
+    """The last manifest; the index to update (if any); why a full rebuild is needed (if so); and why its
+    vectors move to another store (if they do: same model and splitter, so they are copied, not re-embedded)."""
     try:
         manifest = read_manifest(directory)
     except IndexMissing:
-        return None, None, None
+        return None, None, None, None
     except (IndexCorrupt, IndexMismatch) as exc:
-        return None, None, f"the existing index cannot be used ({exc})"
-    why = "a full rebuild was requested" if full else settings_mismatch(manifest, settings)
+        return None, None, f"the existing index cannot be used ({exc})", None
+    why = "a full rebuild was requested" if full else _embedding_mismatch(manifest, settings)
     if why:
-        return manifest, None, why
+        return manifest, None, why, None
     try:
-        return manifest, Index._open(directory, manifest, settings), None
-    except (IndexCorrupt, FileNotFoundError) as exc:
-        return manifest, None, f"the existing index cannot be used ({exc})"
-    # StoreUnavailable goes up: with the database down, a rebuild would fail too, and say less.
+        # Opened where its manifest says its vectors are, which may not be the configured store.
+        return manifest, Index._open(directory, manifest, settings), None, store_mismatch(manifest, settings)
+    except (IndexCorrupt, FileNotFoundError, StoreUnavailable) as exc:
+        if isinstance(exc, StoreUnavailable) and not store_mismatch(manifest, settings):
+            raise  # the configured database is down: a rebuild would fail too, and say less
+        return manifest, None, f"the existing index cannot be used ({exc})", None
 
 
 def _write(

@@ -202,6 +202,10 @@ class MilvusStore:
             if pattern.fullmatch(name) and name != self.collection:
                 self._call("drop a collection", lambda name=name: self.client.drop_collection(name))
 
+    def drop(self) -> None:
+        """Drop this collection (its vectors moved to another store)."""
+        self._call("drop a collection", lambda: self.client.drop_collection(self.collection))
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _scan(self, expression: str) -> list[int]:

@@ -85,6 +85,10 @@ class VectorStore(Protocol):
         """Free what earlier generations of this index hold in the store (after the manifest swap)."""
         ...
 
+    def drop(self) -> None:
+        """Delete everything this store holds, after its vectors moved to another store."""
+        ...
+
 
 def describe_store(store: VectorStore) -> str:
     """One line for people: "FAISS (flat, 47 vectors)" or "Milvus collection c at uri (FLAT, 47 vectors)"."""
@@ -259,6 +263,9 @@ class FaissStore:
 
     def release_others(self) -> None:
         """Nothing to do: the index stage deletes older vector files itself."""
+
+    def drop(self) -> None:
+        """Nothing to do: the file goes with its generation."""
 
     def save(self, path: Path) -> None:
         """Write the index to ``path`` and flush it to disk."""

@@ -124,16 +124,33 @@ def test_vectors_no_manifest_lists_are_skipped_by_search_and_deleted_by_the_next
     assert Index.load(settings.index_dir, settings=settings).store.ids() == listed_ids(settings)
 
 
-def test_changing_the_store_or_a_full_build_makes_a_new_collection_and_drops_the_old(corpus, make_settings, tmp_path,
-                                                                                      embedder):
+def test_changing_the_store_moves_the_vectors_without_re_embedding(corpus, make_settings, tmp_path, embedder):
     faiss = make_settings()
     build(faiss, embedder=embedder)
+    before = Index.load(faiss.index_dir)
+    ids = sorted(before.chunks)
     settings = lite(make_settings, tmp_path)
     with pytest.raises(IndexMismatch, match="the vector store changed from FAISS"):
         Index.load(settings.index_dir, settings=settings)
+    (corpus / "quokka.md").write_text(NEW_DOC)  # and one new document, which is embedded
     report = build(settings, embedder=embedder)
-    assert report.full_rebuild.startswith("the vector store changed from FAISS (a file in the index folder) to Milvus at")
+    assert report.moved.startswith("the vector store changed from FAISS (a file in the index folder) to Milvus at")
+    assert report.full_rebuild is None and report.chunks_embedded == 1 and report.added == ("corpus/quokka.md",)
     assert not list(settings.index_dir.glob("vectors-*"))  # the FAISS file went with its generation
+    moved = Index.load(settings.index_dir, settings=settings)
+    assert moved.store.ids() == set(moved.chunks) == set(ids) | set(moved.documents["corpus/quokka.md"]["chunk_ids"])
+    assert np.allclose(moved.store.vectors(ids), before.store.vectors(ids), atol=1e-6)
+    collection = collection_of(settings)
+
+    back = build(faiss, embedder=embedder)  # and back: the collection is dropped
+    assert back.moved.startswith("the vector store changed from Milvus at") and back.chunks_embedded == 0
+    assert collection not in _client(settings.milvus_uri, "").list_collections()
+    assert np.allclose(Index.load(faiss.index_dir).store.vectors(ids), before.store.vectors(ids), atol=1e-6)
+
+
+def test_a_full_build_makes_a_new_collection_and_drops_the_old(corpus, make_settings, tmp_path, embedder):
+    settings = lite(make_settings, tmp_path)
+    build(settings, embedder=embedder)
     first = collection_of(settings)
     report = build(settings, full=True, embedder=embedder)
     second = collection_of(settings)
@@ -141,7 +158,9 @@ def test_changing_the_store_or_a_full_build_makes_a_new_collection_and_drops_the
     client = _client(settings.milvus_uri, "")
     assert second in client.list_collections() and first not in client.list_collections()
     other = lite(make_settings, tmp_path, milvus_collection="another_corpus")
-    assert "collection career_advisor to Milvus at" in build(other, embedder=embedder).full_rebuild
+    report = build(other, embedder=embedder)
+    assert "collection career_advisor to Milvus at" in report.moved and report.chunks_embedded == 0
+    assert collection_of(other).startswith("another_corpus_") and second not in client.list_collections()
 
 
 def test_a_dropped_collection_is_rebuilt_and_an_unreachable_server_is_named(corpus, make_settings, tmp_path, embedder):
