@@ -134,7 +134,7 @@ def _status(settings: Settings, as_json: bool) -> int:
 def _print_status(status: IndexStatus, out: TextIO) -> None:
     if status.fresh:
         print(f"Index is up to date: {_count(status.documents, 'document')}, {_count(status.chunks, 'passage')}, "
-              f"built {status.built_at}.", file=out)
+              f"built {status.built_at}; vectors in {status.store}.", file=out)
         return
     print(f"Index is stale: {status.reason}", file=out)
     for label, sources in (("added", status.added), ("changed", status.changed), ("removed", status.removed)):

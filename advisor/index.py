@@ -71,6 +71,7 @@ class IndexStatus:
     documents: int = 0
     chunks: int = 0
     build_id: str | None = None  # which build the manifest on disk names
+    store: str = ""  # where the vectors are, as the manifest says ("FAISS (flat)", "Milvus collection … at …")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON fields, for `index --status --json` and the UI."""
@@ -83,6 +84,7 @@ class IndexStatus:
             "built_at": self.built_at,
             "documents": self.documents,
             "chunks": self.chunks,
+            "store": self.store,
         }
 
 
@@ -420,8 +422,11 @@ def index_status(settings: Settings) -> IndexStatus:
     except (IndexCorrupt, IndexMismatch) as exc:
         return IndexStatus(False, str(exc))
     plan = _plan(files, manifest["documents"], manifest.get("skipped", {}), everything=False)
+    record = store_record(manifest)
+    where = f"FAISS ({record.get('index', 'flat')})" if record["kind"] == "faiss" else \
+        f"Milvus collection {record['collection']} at {record['uri']}"
     base = dict(built_at=manifest["built_at"], build_id=manifest["build_id"], documents=len(manifest["documents"]),
-                chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()))
+                chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()), store=where)
     names = [manifest["files"][k]["name"] for k in _file_keys(store_record(manifest))]
     missing = [name for name in names if not (settings.index_dir / name).is_file()]
     if missing:
