@@ -37,10 +37,13 @@ def _client(uri: str, token: str) -> Any:
     with _clients_lock:
         client = _clients.get((uri, token))
         if client is None:
+            lite_file = not uri.startswith(("http://", "https://"))
             try:
+                if lite_file:
+                    Path(uri).parent.mkdir(parents=True, exist_ok=True)
                 # Milvus Lite's in-process server refuses pings more often than every 5 minutes ("too_many_pings",
                 # logged on every idle reconnect); a server keeps pymilvus's own keepalive.
-                lite = {} if uri.startswith(("http://", "https://")) else {"grpc.keepalive_time_ms": 330_000}
+                lite = {"grpc.keepalive_time_ms": 330_000} if lite_file else {}
                 client = MilvusClient(uri=uri, token=token, timeout=CONNECT_SECONDS, grpc_options=lite)
             except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; all mean "cannot connect"
                 raise StoreUnavailable(_unreachable(uri, exc)) from None
@@ -51,10 +54,27 @@ def _client(uri: str, token: str) -> Any:
 def _unreachable(uri: str, exc: BaseException) -> str:
     reason = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     if not uri.startswith(("http://", "https://")):
-        return (f"cannot open the Milvus Lite file {uri} ({reason}); Milvus Lite serves one process at a time, so stop "
-                "the other one, or run a Milvus server for several (see README, 'Several replicas')")
+        if not _locked_elsewhere(Path(uri)):
+            return f"cannot open the Milvus Lite file {uri} ({reason}); check ADVISOR_VECTOR_STORE"
+        return (f"cannot open the Milvus Lite file {uri} ({reason}); it is in use: Milvus Lite serves one process at "
+                "a time, so stop the other one, or run a Milvus server for several (see README, 'Several replicas')")
     return (f"cannot reach Milvus at {display_uri(uri)} ({reason}); start the server, check ADVISOR_VECTOR_STORE "
             "and ADVISOR_MILVUS_TOKEN, or set ADVISOR_VECTOR_STORE=faiss")
+
+
+def _locked_elsewhere(path: Path) -> bool:
+    """Whether another process holds the lock Milvus Lite takes on its data folder."""
+    import fcntl
+
+    try:
+        with open(path / "LOCK", "rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def display_uri(uri: str) -> str:

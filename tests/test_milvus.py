@@ -179,6 +179,21 @@ def test_a_dropped_collection_is_rebuilt_and_an_unreachable_server_is_named(corp
     assert not (down.index_dir / MANIFEST).exists()
 
 
+def test_a_milvus_lite_file_held_by_another_process_is_refused_with_a_message(corpus, make_settings, tmp_path,
+                                                                            embedder):
+    path = tmp_path / "deeper" / "vectors.db"  # folders are created as needed
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from advisor.milvus import MilvusStore; MilvusStore.create(sys.argv[1], '', 'held', 4); "
+        "print('ready', flush=True); time.sleep(60)"), str(path)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreUnavailable, match=f"cannot open the Milvus Lite file {path} .*it is in use"):
+            build(make_settings(vector_store=str(path)), embedder=embedder)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_second_service_on_the_same_index_serves_what_the_first_rebuilt(corpus, make_settings, tmp_path, embedder,
                                                                           monkeypatch):
     monkeypatch.setattr(advisor.service, "CHECK_SECONDS", 0.0)
