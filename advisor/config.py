@@ -88,7 +88,7 @@ class Settings:
         if not 0 < self.port < 65536:
             raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
         store = self.vector_store
-        if not (store == "faiss" or store.startswith(("milvus://", "http://", "https://")) or store.endswith(".db")):
+        if self.vector_store_kind == "milvus-lite" and not store.endswith(".db"):
             raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} is not a vector store; use 'faiss' (default), "
                               "'milvus://host:19530' for a Milvus server, or a Milvus Lite file such as 'index/vectors.db'")
         if store.startswith("milvus://") and not store.removeprefix("milvus://").strip("/"):

@@ -20,7 +20,7 @@ from advisor.errors import (AdvisorError, ConfigError, CorpusMissing, IndexBusy,
                             StoreUnavailable)
 from advisor.load import CorpusFile, LoadError, load_document, scan_corpus
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION, split_document
-from advisor.store import FaissStore, VectorStore, create_store, open_store
+from advisor.store import FaissStore, VectorStore, create_store, open_store, store_label
 from advisor.types import Chunk, Skipped
 
 FORMAT_VERSION = 1
@@ -71,7 +71,7 @@ class IndexStatus:
     documents: int = 0
     chunks: int = 0
     build_id: str | None = None  # which build the manifest on disk names
-    store: str = ""  # where the vectors are, as the manifest says ("FAISS (flat)", "Milvus collection … at …")
+    store: str = ""  # where the vectors are, as the manifest says (store.store_label)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON fields, for `index --status --json` and the UI."""
@@ -422,11 +422,9 @@ def index_status(settings: Settings) -> IndexStatus:
     except (IndexCorrupt, IndexMismatch) as exc:
         return IndexStatus(False, str(exc))
     plan = _plan(files, manifest["documents"], manifest.get("skipped", {}), everything=False)
-    record = store_record(manifest)
-    where = f"FAISS ({record.get('index', 'flat')})" if record["kind"] == "faiss" else \
-        f"Milvus collection {record['collection']} at {record['uri']}"
     base = dict(built_at=manifest["built_at"], build_id=manifest["build_id"], documents=len(manifest["documents"]),
-                chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()), store=where)
+                chunks=sum(len(d["chunk_ids"]) for d in manifest["documents"].values()),
+                store=store_label(store_record(manifest)))
     names = [manifest["files"][k]["name"] for k in _file_keys(store_record(manifest))]
     missing = [name for name in names if not (settings.index_dir / name).is_file()]
     if missing:

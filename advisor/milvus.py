@@ -37,13 +37,12 @@ def _client(uri: str, token: str) -> Any:
     with _clients_lock:
         client = _clients.get((uri, token))
         if client is None:
-            lite_file = not uri.startswith(("http://", "https://"))
             try:
-                if lite_file:
+                if not _is_server(uri):
                     Path(uri).parent.mkdir(parents=True, exist_ok=True)
                 # Milvus Lite's in-process server refuses pings more often than every 5 minutes ("too_many_pings",
                 # logged on every idle reconnect); a server keeps pymilvus's own keepalive.
-                lite = {"grpc.keepalive_time_ms": 330_000} if lite_file else {}
+                lite = {} if _is_server(uri) else {"grpc.keepalive_time_ms": 330_000}
                 client = MilvusClient(uri=uri, token=token, timeout=CONNECT_SECONDS, grpc_options=lite)
             except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; all mean "cannot connect"
                 raise StoreUnavailable(_unreachable(uri, exc)) from None
@@ -51,9 +50,20 @@ def _client(uri: str, token: str) -> Any:
         return client
 
 
+def _is_server(uri: str) -> bool:
+    """Whether ``uri`` is a Milvus server's address (else a Milvus Lite file)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a pymilvus or grpc error, for a one-line message."""
+    lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 def _unreachable(uri: str, exc: BaseException) -> str:
-    reason = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    if not uri.startswith(("http://", "https://")):
+    reason = _reason(exc)
+    if not _is_server(uri):
         if not _locked_elsewhere(Path(uri)):
             return f"cannot open the Milvus Lite file {uri} ({reason}); check ADVISOR_VECTOR_STORE"
         return (f"cannot open the Milvus Lite file {uri} ({reason}); it is in use: Milvus Lite serves one process at "
@@ -105,7 +115,7 @@ class MilvusStore:
         client = _client(uri, token)
         name = f"{base}_{secrets.token_hex(4)}"
         # Milvus Lite searches a FLAT index exactly (as FAISS flat does); a server picks its own (HNSW or other).
-        index_type = "AUTOINDEX" if uri.startswith(("http://", "https://")) else "FLAT"
+        index_type = "AUTOINDEX" if _is_server(uri) else "FLAT"
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("doc", DataType.INT64)
@@ -261,6 +271,4 @@ def _call(uri: str, what: str, action: Callable[[], T], collection: str = "") ->
         if collection and "collection" in text and ("not found" in text or "not exist" in text):
             raise IndexCorrupt(f"the Milvus collection {collection} at {display_uri(uri)} is gone; {REBUILD}") from None
         place = f"collection {collection} at " if collection else ""
-        reason = str(getattr(exc, "message", "") or exc).strip().splitlines()
-        raise StoreUnavailable(f"Milvus ({place}{display_uri(uri)}) failed to {what}: "
-                               f"{(reason[0] if reason else type(exc).__name__)[:200]}") from None
+        raise StoreUnavailable(f"Milvus ({place}{display_uri(uri)}) failed to {what}: {_reason(exc)}") from None

@@ -90,12 +90,18 @@ class VectorStore(Protocol):
         ...
 
 
-def describe_store(store: VectorStore) -> str:
-    """One line for people: "FAISS (flat, 47 vectors)" or "Milvus collection c at uri (FLAT, 47 vectors)"."""
-    info = store.describe()
+def store_label(info: dict[str, Any]) -> str:
+    """One line for people from a manifest's store record or ``describe()``: "FAISS (flat)",
+    "Milvus collection c at uri (FLAT, 47 vectors)" (the count when ``info`` has one)."""
+    details = ", ".join([str(info.get("index", "flat")), *([f"{info['count']:,} vectors"] if "count" in info else [])])
     if info["kind"] == "faiss":
-        return f"FAISS ({info['index']}, {info['count']:,} vectors)"
-    return f"Milvus collection {info['collection']} at {info['uri']} ({info['index']}, {info['count']:,} vectors)"
+        return f"FAISS ({details})"
+    return f"Milvus collection {info['collection']} at {info['uri']} ({details})"
+
+
+def describe_store(store: VectorStore) -> str:
+    """One line for people about a loaded store, with its count: "FAISS (flat, 47 vectors)"."""
+    return store_label(store.describe())
 
 
 def doc_key(source: str) -> int:
@@ -225,9 +231,9 @@ class FaissStore:
             return self
         ids = sorted(self.ids())
         vectors = self.vectors(ids)
-        store = FaissStore.ivf(self.dim, vectors) if wanted == "ivf" else FaissStore(self.dim)
-        store.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
-        return FaissStore(self.dim, store.index, self.sources)
+        index = FaissStore.ivf(self.dim, vectors).index if wanted == "ivf" else FaissStore(self.dim).index
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        return FaissStore(self.dim, index, self.sources)
 
     @classmethod
     def ivf(cls, dim: int, sample: np.ndarray) -> FaissStore:

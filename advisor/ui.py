@@ -18,6 +18,7 @@ from advisor.chat import EXAMPLE_QUESTIONS  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from advisor.feedback import record_vote  # noqa: E402
 from advisor.index import store_record  # noqa: E402
+from advisor.store import store_label  # noqa: E402
 from advisor.query import message_text  # noqa: E402
 from advisor.service import AdvisorService  # noqa: E402
 from advisor.types import Answer  # noqa: E402
@@ -110,8 +111,7 @@ class ChatUI:
         index = self.service.index
         state = self.service.rebuild_state()
         built = index.built_at.replace("T", " ").replace("+00:00", " UTC")
-        record = store_record(index.manifest)
-        vectors = "FAISS" if record["kind"] == "faiss" else f"Milvus ({record['collection']} at {record['uri']})"
+        vectors = store_label(store_record(index.manifest))
         lines = [f"<b>Index</b> built {html.escape(built)} · {_count(len(index.documents), 'document')} · "
                  f"{_count(len(index.chunks), 'passage')} · vectors in {html.escape(vectors)}"]
         stale = False

@@ -155,9 +155,7 @@ def startup(quick: bool) -> list[dict]:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import gradio, sentence_transformers"], env=env, check=True)
     imports = time.perf_counter() - started
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     index_dir = tempfile.mkdtemp(prefix="bench-index-")
     subprocess.run([sys.executable, "-m", "advisor", "index", "--index", index_dir], env=env, check=True,
                    capture_output=True)  # start-up is measured with the index built, as on every run but the first
@@ -244,9 +242,7 @@ def vector_stores(settings, embedder, questions: int | None, sizes: tuple[int, .
 
     items = read_golden(ROOT / "eval" / "devset.jsonl")[:questions]
     root = Path(tempfile.mkdtemp(prefix="bench-stores-"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("milvus-lite")), "server", "--data-dir",
                                str(root / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -299,13 +295,15 @@ def vector_stores(settings, embedder, questions: int | None, sizes: tuple[int, .
             from advisor.milvus import MilvusStore
 
             milvus = MilvusStore.create(str(root / f"scale-{n}.db"), "", "bench", vectors.shape[1])
-            for start in range(0, n, 4_000):
+            milvus.add("doc-0", ids[:4], vectors[:4])  # loaded in bulk: only doc-0 is changed below
+            for start in range(4, n, 4_000):
                 chunk = slice(start, min(n, start + 4_000))
-                milvus.add("bulk", ids[chunk], vectors[chunk])
+                milvus.add("the rest", ids[chunk], vectors[chunk])
             milvus.commit(root, "bulk")
-            started = time.perf_counter()  # the same change with Milvus: upsert 4 rows, delete 4, flush
-            milvus.add("doc-0", [n + 1, n + 2, n + 3, n + 4], vectors[:4])
-            milvus._delete_ids([0, 1, 2, 3])
+            started = time.perf_counter()  # the same change as an index build makes it: upsert, delete by document, flush
+            new_ids = [n + 1, n + 2, n + 3, n + 4]
+            milvus.add("doc-0", new_ids, vectors[:4])
+            milvus.delete("doc-0", keep=set(new_ids))
             milvus.commit(root, "one")
             milvus_write = time.perf_counter() - started
             started = time.perf_counter()
@@ -323,6 +321,12 @@ def vector_stores(settings, embedder, questions: int | None, sizes: tuple[int, .
         server.wait(20)
         shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _mixtures(base, n: int, rng):
