@@ -372,8 +372,7 @@ def build(
         else:
             store = previous.store.for_update() if in_place else create_store(settings, embedder.dim)
         if not store.live:  # a private copy: nobody reads it until the swap
-            for source in stale:
-                store.delete(source)
+            store.delete(*stale)
         if new_chunks:
             log(f"Embedding {len(new_chunks)} passages from {len(new_docs)} document(s)…")
         vectors = embedder.embed_passages([c.embedding_text for c in new_chunks], progress=progress)
@@ -557,8 +556,7 @@ def _tidy(store: VectorStore, stale: list[str], documents: dict[str, Any], log: 
     Failing here loses nothing: the new index is in place, and the next build deletes what is left.
     """
     try:
-        for source in stale:
-            store.delete(source, keep={int(i) for i in documents.get(source, {}).get("chunk_ids", [])})
+        store.delete(*stale, keep={int(i) for source in stale for i in documents.get(source, {}).get("chunk_ids", [])})
         store.retain({int(i) for doc in documents.values() for i in doc["chunk_ids"]})
         store.release_others()
     except AdvisorError as exc:

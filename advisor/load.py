@@ -53,7 +53,7 @@ def scan_corpus(corpus_dir: Path) -> tuple[list[CorpusFile], list[Skipped]]:
                 skipped.append(Skipped(source, f"unsupported file type '{path.suffix or name}' (supported: {SUPPORTED})"))
                 continue
             try:
-                sha, size = _hash_file(path)
+                sha, size = hash_file(path)
             except OSError as exc:
                 skipped.append(Skipped(source, f"cannot be read: {exc.strerror or exc}"))
                 continue
@@ -137,7 +137,8 @@ def _source_name(root: Path, path: Path) -> str:
     return f"{root.name}/{path.relative_to(root).as_posix()}"
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
+def hash_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size in bytes of a file, read in 1 MB blocks."""
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:

@@ -170,9 +170,13 @@ class MilvusStore:
                     for i, v in zip(ids[start:start + BATCH], vectors[start:start + BATCH])]
             self._call("upsert", lambda rows=rows: self.client.upsert(self.collection, rows))
 
-    def delete(self, source: str, keep: Collection[int] = ()) -> int:
-        """Delete the vectors of document ``source`` except those in ``keep``; returns how many went."""
-        held = self._scan(f"doc == {doc_key(source)}")
+    def delete(self, *sources: str, keep: Collection[int] = ()) -> int:
+        """Delete the vectors of the documents ``sources`` except those in ``keep``; returns how many went.
+
+        Their ids are found by scanning the ``doc`` field, BATCH documents a scan."""
+        keys = sorted({doc_key(source) for source in sources})
+        held = [i for start in range(0, len(keys), BATCH)
+                for i in self._scan(f"doc in [{', '.join(map(str, keys[start:start + BATCH]))}]")]
         return self._delete_ids([i for i in held if i not in keep])
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -132,7 +132,11 @@ def split_document(
 
 def chunk_id_for(chunk: Chunk) -> int:
     """A stable 63-bit id from a chunk's source, position and embedded text."""
-    key = "\x00".join((chunk.source, str(chunk.start), str(chunk.end), chunk.context, chunk.text))
+    return stable_id("\x00".join((chunk.source, str(chunk.start), str(chunk.end), chunk.context, chunk.text)))
+
+
+def stable_id(key: str) -> int:
+    """A 63-bit number from ``key``, the same on every run and machine (fits a signed int64 id)."""
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Collection, Iterable, Sequence
@@ -13,6 +12,8 @@ import faiss
 import numpy as np
 
 from advisor.config import Settings
+from advisor.load import hash_file
+from advisor.split import stable_id
 
 if TYPE_CHECKING:  # milvus.py imports pymilvus, which only Milvus users should pay for
     from advisor.milvus import MilvusStore
@@ -47,8 +48,10 @@ class VectorStore(Protocol):
         """Store vectors (n, dim) of document ``source`` under ``ids``, replacing any held under the same ids."""
         ...
 
-    def delete(self, source: str, keep: Collection[int] = ()) -> int:
-        """Delete the vectors of document ``source`` except those in ``keep``; returns how many went."""
+    def delete(self, *sources: str, keep: Collection[int] = ()) -> int:
+        """Delete the vectors of the documents ``sources`` except those in ``keep``; returns how many went.
+
+        Several documents at once cost one pass, not one each (a store may have to search for their ids)."""
         ...
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -106,7 +109,7 @@ def describe_store(store: VectorStore) -> str:
 
 def doc_key(source: str) -> int:
     """A 63-bit number naming a document, so a store can delete by document without quoting paths in a filter."""
-    return int.from_bytes(hashlib.sha256(source.encode("utf-8")).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+    return stable_id(source)
 
 
 def create_store(settings: Settings, dim: int) -> FaissStore | MilvusStore:
@@ -194,9 +197,9 @@ class FaissStore:
         self.sources.update((int(i), source) for i in ids)
         self._members.setdefault(source, set()).update(int(i) for i in ids)
 
-    def delete(self, source: str, keep: Collection[int] = ()) -> int:
-        """Delete the vectors of document ``source`` except those in ``keep``; returns how many went."""
-        return self.remove([i for i in self._members.get(source, ()) if i not in keep])
+    def delete(self, *sources: str, keep: Collection[int] = ()) -> int:
+        """Delete the vectors of the documents ``sources`` except those in ``keep``; returns how many went."""
+        return self.remove([i for source in sources for i in self._members.get(source, ()) if i not in keep])
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove the vectors of ``ids``; returns how many were removed."""
@@ -260,7 +263,8 @@ class FaissStore:
         tmp = directory / f"{name}.tmp"
         self.save(tmp)
         os.replace(tmp, directory / name)
-        entry = {"name": name, "bytes": (directory / name).stat().st_size, "sha256": _sha256_file(directory / name)}
+        sha256, size = hash_file(directory / name)
+        entry = {"name": name, "bytes": size, "sha256": sha256}
         return {"kind": "faiss", "index": self.kind}, entry
 
     def retain(self, ids: Collection[int]) -> int:
@@ -285,11 +289,4 @@ class FaissStore:
         index = faiss.read_index(str(path))
         return cls(index.d, index, sources)
 
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 

@@ -51,6 +51,9 @@ def test_delete_by_document_keeps_other_documents_and_the_kept_ids(store):
     assert store.delete("b.md") == 2 and store.ids() == {2}
     assert store.delete("never-added.md") == 0
     assert {i for i, _ in store.search(unit(1, 7), 10)} == {2}
+    store.add("c.md", [6, 7], unit(2, 9))
+    store.add("d.md", [8], unit(1, 10))
+    assert store.delete("c.md", "d.md", "never-added.md", keep={7}) == 2 and store.ids() == {2, 7}
 
 
 def test_describe_names_the_kind_and_count(store):
