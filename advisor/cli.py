@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -34,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ask":
             return _ask_jsonl(settings) if args.jsonl else _ask(settings, args.question)
         if args.command == "eval":
-            return _eval(settings, args.file, args.json, args.check, args.thresholds, args.failures)
+            if args.corpus is not None and args.index is None and not os.environ.get("ADVISOR_INDEX", "").strip():
+                # Another corpus gets an index of its own, so scoring it never replaces the app's index.
+                name = re.sub(r"[^A-Za-z0-9_-]+", "-", settings.corpus_dir.name).strip("-") or "corpus"
+                settings = dataclasses.replace(settings, index_dir=settings.index_dir / f"eval-{name}")
+            return _eval(settings, args.file, args.json, args.check, args.thresholds, args.failures, args.results)
         return _search(settings, args.query, settings.top_k, args.json)
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
     ask.add_argument("--jsonl", action="store_true",
                      help='read {"question", "history"} JSON lines on stdin; write one JSON answer line for each')
-    evaluate = commands.add_parser("eval", parents=[common, llm],
+    evaluate = commands.add_parser("eval", parents=[common, llm], epilog="With --corpus (and no --index) the index is "
+                                   "built in <index>/eval-<corpus folder name>/, leaving the app's index alone.",
                                    help="score answers on a golden set, beside the naive recipe")
     evaluate.add_argument("file", nargs="?", type=Path, default=DEVSET,
                           help="golden set of JSON lines (default eval/devset.jsonl)")
@@ -79,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--check", action="store_true", help="exit 1 when a metric is below its threshold")
     evaluate.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="JSON of metric minimums for --check")
     evaluate.add_argument("--failures", action="store_true", help="list the questions the advisor got wrong")
+    evaluate.add_argument("--results", type=Path, metavar="FILE",
+                          help="write one JSON line per question: what was asked, the answer, and how it was judged")
     search = commands.add_parser("search", parents=[common], help="print the passages that best match a query")
     search.add_argument("query")
     search.add_argument("-k", "--top-k", type=int, help="how many passages (env ADVISOR_TOP_K; default 5)")
@@ -214,12 +224,14 @@ def _ask_jsonl(settings: Settings) -> int:
     return 0
 
 
-def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds_path: Path, failures: bool) -> int:
+def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds_path: Path, failures: bool,
+          results: Path | None = None) -> int:
     from dataclasses import replace
 
     from advisor.chat import Advisor
     from advisor.embed import get_embedder
-    from advisor.evaluate import KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, fingerprint, read_golden, summarize
+    from advisor.evaluate import (KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, fingerprint, read_golden,
+                                  result_record, summarize)
 
     items = read_golden(path)
     _ready(settings)
@@ -228,6 +240,11 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
     store = describe_store(advisor.retriever.index.store)
     naive = evaluate(NaiveRecipe(settings.corpus_dir, get_embedder(settings.model)).ask, items)
     scores, baseline = summarize(ours), summarize(naive)
+    if results is not None:
+        with results.open("w", encoding="utf-8") as out:
+            for mine, theirs in zip(ours, naive):
+                out.write(json.dumps({**result_record(mine), "naive_correct": theirs.correct,
+                                      "naive_declined": theirs.declined}, ensure_ascii=False) + "\n")
     problems: list[str] = []
     if check:
         try:

@@ -119,7 +119,18 @@ def judge(item: GoldenItem, answer: Answer) -> Result:
 
 def evaluate(ask: Callable[[str, Sequence[dict[str, Any]]], Answer], items: Sequence[GoldenItem]) -> list[Result]:
     """Ask every item's question (with its history) and judge the answers."""
-    return [judge(item, ask(item.question, list(item.history))) for item in items]
+    return [judge(item, ask(item.question, replay(ask, item.history))) for item in items]
+
+
+def replay(ask: Callable[[str, Sequence[dict[str, Any]]], Answer], history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as this system would have had it: an assistant turn left empty in a golden item is
+    filled with the system's own reply to the user turn before it, so a follow-up builds on what it really said."""
+    turns: list[dict[str, Any]] = []
+    for message in history:
+        if message.get("role") == "assistant" and not message.get("content") and turns and turns[-1].get("role") == "user":
+            message = {"role": "assistant", "content": ask(str(turns[-1].get("content") or ""), list(turns[:-1])).text}
+        turns.append(dict(message))
+    return turns
 
 
 def summarize(results: Sequence[Result]) -> Scores:
@@ -144,6 +155,14 @@ def summarize(results: Sequence[Result]) -> Scores:
         median_answer_words=float(statistics.median(grounded)) if grounded else 0.0,
         questions=len(results),
     )
+
+
+def result_record(result: Result) -> dict[str, Any]:
+    """One judged question as plain JSON (for `eval --results`)."""
+    item, answer = result.item, result.answer
+    return {"question": item.question, "kind": item.kind, "history": list(item.history), "answer": answer.text,
+            "answer_kind": answer.kind, "correct": result.correct, "declined": result.declined, "rank": result.rank,
+            "words": result.words, "sources": [f"{c.chunk.source} — {c.chunk.section}" for c in answer.citations]}
 
 
 def fingerprint(results: Sequence[Result]) -> str:
