@@ -65,6 +65,8 @@ class Scores:
     answer_accuracy: float
     followup_accuracy: float
     refusal_accuracy: float
+    in_scope_answered: float  # answerable questions not refused (1 - the "in-scope refused" rate)
+    out_of_scope_declined: float  # out-of-scope questions declined (small talk aside)
     citations_valid: float
     quotes_verified: float
     median_answer_words: float
@@ -150,6 +152,8 @@ def summarize(results: Sequence[Result]) -> Scores:
         answer_accuracy=share(answerable, lambda r: r.correct),
         followup_accuracy=share(followups, lambda r: r.correct),
         refusal_accuracy=share(declines, lambda r: r.declined),
+        in_scope_answered=share(answerable, lambda r: not r.declined),
+        out_of_scope_declined=share([r for r in results if r.item.kind == "out_of_scope"], lambda r: r.declined),
         citations_valid=share([r for r in results if r.answer.citations], lambda r: r.citations_valid),
         quotes_verified=share([r for r in results if r.answer.citations], lambda r: r.quotes_verified),
         median_answer_words=float(statistics.median(grounded)) if grounded else 0.0,

@@ -84,3 +84,37 @@ def test_eval_command_compares_with_the_naive_recipe_and_checks_thresholds(tmp_p
     assert report["below_threshold"] == ["median_answer_words = " + f"{report['advisor']['median_answer_words']:.3f}"
                                          + " is below the threshold 1000.000"]
     assert isinstance(Settings.load(env={}), Settings)
+
+
+def test_conversations_are_replayed_with_the_systems_own_replies():
+    from advisor.evaluate import replay
+
+    asked = []
+
+    def ask(question, history):
+        asked.append((question, list(history)))
+        return Answer(f"reply to {question}")
+
+    turns = replay(ask, ({"role": "user", "content": "first"}, {"role": "assistant", "content": ""},
+                         {"role": "user", "content": "second"}, {"role": "assistant", "content": "kept"}))
+    assert turns[1] == {"role": "assistant", "content": "reply to first"} and turns[3]["content"] == "kept"
+    assert asked == [("first", [])]  # a written assistant turn is kept as it is
+
+
+def test_blind_sets_and_the_second_corpus_are_well_formed():
+    """The blind sets' evidence is verbatim in the documents they were written from."""
+    import html
+    import re as regex
+
+    careers = PROJECT_ROOT / "eval" / "corpora" / "careers"
+    texts = []
+    for path in sorted(careers.iterdir()):
+        raw = path.read_text(encoding="utf-8")
+        if path.suffix == ".html":
+            raw = " ".join(html.unescape(regex.sub(r"<[^>]+>", " ", raw)).split())
+        texts.append(raw)
+    for name, corpus in (("seeds-r1.jsonl", CORPUS_TEXT), ("careers-r1.jsonl", "\n".join(texts))):
+        items = read_golden(PROJECT_ROOT / "eval" / "blind" / name)
+        assert len(items) >= 50
+        for item in items:
+            assert all(" ".join(e.split()) in " ".join(corpus.split()) for e in item.evidence), (name, item.question)
