@@ -6,7 +6,7 @@ import json
 import re
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class Result:
     citations_valid: bool
     quotes_verified: bool
     words: int
+    history: tuple[dict[str, Any], ...] = ()  # the conversation as asked: empty assistant turns replayed
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ def judge(item: GoldenItem, answer: Answer) -> Result:
 
 
 def evaluate(ask: Callable[[str, Sequence[dict[str, Any]]], Answer], items: Sequence[GoldenItem]) -> list[Result]:
-    """Ask every item's question (with its history) and judge the answers."""
-    return [judge(item, ask(item.question, replay(ask, item.history))) for item in items]
+    """Ask every item's question (with its history, replayed) and judge the answers."""
+    results = []
+    for item in items:
+        history = replay(ask, item.history)
+        results.append(replace(judge(item, ask(item.question, history)), history=tuple(history)))
+    return results
 
 
 def replay(ask: Callable[[str, Sequence[dict[str, Any]]], Answer], history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,7 +169,7 @@ def summarize(results: Sequence[Result]) -> Scores:
 def result_record(result: Result) -> dict[str, Any]:
     """One judged question as plain JSON (for `eval --results`)."""
     item, answer = result.item, result.answer
-    return {"question": item.question, "kind": item.kind, "history": list(item.history), "answer": answer.text,
+    return {"question": item.question, "kind": item.kind, "history": list(result.history), "answer": answer.text,
             "answer_kind": answer.kind, "correct": result.correct, "declined": result.declined, "rank": result.rank,
             "words": result.words, "sources": [f"{c.chunk.source} — {c.chunk.section}" for c in answer.citations]}
 

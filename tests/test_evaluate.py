@@ -86,8 +86,8 @@ def test_eval_command_compares_with_the_naive_recipe_and_checks_thresholds(tmp_p
     assert isinstance(Settings.load(env={}), Settings)
 
 
-def test_conversations_are_replayed_with_the_systems_own_replies():
-    from advisor.evaluate import replay
+def test_conversations_are_replayed_with_the_systems_own_replies(tmp_path):
+    from advisor.evaluate import replay, result_record
 
     asked = []
 
@@ -99,6 +99,12 @@ def test_conversations_are_replayed_with_the_systems_own_replies():
                          {"role": "user", "content": "second"}, {"role": "assistant", "content": "kept"}))
     assert turns[1] == {"role": "assistant", "content": "reply to first"} and turns[3]["content"] == "kept"
     assert asked == [("first", [])]  # a written assistant turn is kept as it is
+
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(json.dumps({"question": "third", "kind": "chitchat", "history": [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": ""}]}) + "\n")
+    (result,) = evaluate(ask, read_golden(golden))
+    assert result_record(result)["history"][1] == {"role": "assistant", "content": "reply to first"}
 
 
 def test_blind_sets_and_the_second_corpus_are_well_formed():
