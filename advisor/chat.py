@@ -1,43 +1,45 @@
-"""The conversation stage: `Advisor.ask(question, history) -> Answer`, with small talk and honest refusals."""
+"""The conversation stage: `Advisor.ask(question, history) -> Answer`, with small talk, long messages and honest refusals."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from advisor.answer import POSITIONAL, compose
+import numpy as np
+
+from advisor.answer import PASSAGES, RUNNER_UP, Statement, compose, operators, rank_statements
 from advisor.config import Settings
+from advisor.facets import Facet, facets, statement_words
 from advisor.lexical import terms
-from advisor.llm import PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
-from advisor.query import Query, build_query
+from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
+from advisor.query import Query, build_query, content_words
 from advisor.retrieve import Retriever
+from advisor.spelling import english_rank
+from advisor.statements import Unit
 from advisor.types import Answer, Citation, Hit
 
-# Questions the corpus answers well: shown as suggestions and as the UI's examples (tests check each one).
-EXAMPLE_QUESTIONS = (
-    "What does a machine learning engineer do?",
-    "Which skills do I need to become an ML engineer?",
-    "How much do ML engineers earn at each level?",
-    "What are common misconceptions about ML engineers?",
-)
-MAX_QUESTION_CHARS = 1000
-SCOPE = ("the machine-learning-engineer career: the role, skills, pay, education, common misconceptions "
-         "and industry statistics")
+MAX_QUESTION_CHARS = 4000
+MAX_QUESTIONS = 4  # questions answered from one message
+BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for each of its questions
 
-# When is a question outside the documents? Set on eval/devset.jsonl (see README, "Answers"): the best
-# passage's cosine similarity to the query mostly separates the two (out of scope <= 0.30, in scope >= 0.36
-# there); in the band between, the question's own words must also be found in the best passages. A short
-# chat question that never names the field ("What do juniors earn?") embeds far from a table that answers
-# it, so finding nearly all its words (out-of-scope questions found at most 0.43) is enough on its own.
-# But a question hinging on a word the documents never use ("the salary of a senior nurse") is only
-# answered when it is close in meaning: word coverage cannot vouch for what it cannot see.
-ON_TOPIC_DENSE = 0.40
-OFF_TOPIC_DENSE = 0.30
-MIN_COVERAGE = 0.45
-SURE_COVERAGE = 0.70
+# When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
+# in the corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of
+# the COMMON most frequent English words: "necessary" rarely carries what a question is about, "nurse" does).
+# These are round priors, not values fitted to a question set:
+UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents can't answer it
+UNKNOWN_DOUBT = 1 / 3  # a third: declined unless the best statement is plainly close in meaning
+CLOSE = 0.55  # cosine of the question and a statement that means nearly the same
+RELATED = 0.45  # cosine below which the words found must carry the answer
+FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
+MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
+COMMON = 3000
+
+_ADVICE = re.compile(r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
+                     r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b", re.IGNORECASE)
+_QUESTION = re.compile(r"[^.?!\n]*\?")
 
 _SMALL_TALK = [
     ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
@@ -79,6 +81,50 @@ class Advisor:
         s = self.settings
         return LLMClient(s.llm_base_url, s.llm_model, s.llm_api_key, s.llm_timeout)
 
+    # --- what the corpus is about (from the corpus, never from code) ---------------------------
+
+    @functools.cached_property
+    def scope(self) -> str:
+        """What the documents are about, from their titles: "Machine Learning Engineer; Data Scientist Career Guide"."""
+        titles = list(dict.fromkeys(c.title for c in self.retriever.index.chunks.values() if c.title))
+        return "; ".join(titles[:6]) + ("; …" if len(titles) > 6 else "") if titles else "the documents in the corpus"
+
+    @functools.cached_property
+    def corpus_questions(self) -> list[str]:
+        """Questions the documents answer, from their FAQ headings (headings that are questions), in corpus order,
+        taking one from each document in turn so every document is represented."""
+        per_doc: dict[str, list[str]] = {}
+        for chunk in sorted(self.retriever.index.chunks.values(), key=lambda c: (c.source, c.start)):
+            for part in chunk.section.split(" › "):
+                part = part.strip()
+                if part.endswith("?") and 3 <= len(part.split()) <= 14 and part[0].isupper():
+                    questions = per_doc.setdefault(chunk.source, [])
+                    if part not in questions:
+                        questions.append(part)
+        ordered: list[str] = []
+        for i in range(max((len(q) for q in per_doc.values()), default=0)):
+            ordered += [q[i] for q in per_doc.values() if i < len(q)]
+        return ordered
+
+    @functools.cached_property
+    def _question_vectors(self) -> np.ndarray:
+        questions = self.corpus_questions
+        return self.retriever.embedder.embed_passages(questions) if questions else np.zeros((0, 1), dtype=np.float32)
+
+    def examples(self, n: int = 4) -> list[str]:
+        """Example questions for the page: FAQ questions of the corpus, several documents represented."""
+        return self.corpus_questions[:n]
+
+    def suggestions(self, question: str = "", n: int = 3) -> list[str]:
+        """Questions the documents answer, nearest in meaning to ``question`` first (corpus order without one)."""
+        questions = self.corpus_questions
+        if not question or len(questions) <= n:
+            return questions[:n]
+        closeness = self._question_vectors @ self.retriever.embed(question)[0]
+        return [questions[i] for i in np.argsort(-closeness)[:n]]
+
+    # --- answering -----------------------------------------------------------------------------
+
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """Answer ``question`` in the light of ``history`` (a list of {"role", "content"} messages)."""
         return list(self.ask_stream(question, history, stream=False))[-1]  # without streaming: one answer
@@ -91,37 +137,112 @@ class Advisor:
             yield early
             return
         _, rest = small_talk(question)
-        query = self._query(rest, history)
-        hits = self.retriever.search(query, self.settings.top_k)
-        if not on_topic(query, hits, self.retriever):
-            yield decline(hits)
+        questions, background = split_message(rest)
+        if len(questions) > 1:
+            yield _merge([(q, self._answer(q, history, background)[0]) for q in questions[:MAX_QUESTIONS]])
             return
-        composed = compose(query, hits, self.retriever.lexical)
-        if not composed.grounded:
-            yield decline(hits)
-        elif self.llm is None:
+        composed, query, hits = self._answer(questions[0], history, background)
+        if self.llm is None or not composed.grounded:
             yield composed
         else:
-            yield from self._written(rest, history, hits, composed, stream)
+            yield from self._written(query.question, history, hits, composed, stream)
 
-    def _early(self, question: str) -> Answer | None:
-        """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
-        if not question:
-            return Answer(f"Please type a question about {SCOPE}. For example:\n{_suggestions(2)}", kind="empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            return Answer(f"That message is {len(question):,} characters long. Please ask in under "
-                          f"{MAX_QUESTION_CHARS:,} characters, one question at a time.", kind="too_long")
-        kind, _ = small_talk(question)
-        if kind:
-            return Answer(_SMALL_TALK_REPLIES[kind].format(scope=SCOPE, suggestions=_suggestions(3)), kind="chitchat")
-        if not self.retriever.index.chunks:
-            return Answer("There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
-                          "files to the corpus folder and rebuild the index.", kind="empty")
-        return None
+    def _answer(self, question: str, history: Sequence[dict[str, Any]], background: str) -> tuple[Answer, Query, list[Hit]]:
+        """The composed (no-LLM) answer to one question, the query it was read as, and the passages found."""
+        query = self._query(question, history, background)
+        hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
+        if not hits:
+            return self.decline(query), query, hits
+        passages = hits[:PASSAGES] + [h for h in self._cited_before(query, hits) if h not in hits[:PASSAGES]]
+        vectors = [self.retriever.embed(query.question)]
+        if query.followup:
+            vectors.append(self.retriever.embed(query.text))
+        ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
+        if not ranked:
+            return self.decline(query, hits), query, hits
+        # A question naming a job, place or year is answered only by statements about it ("data scientists' pay"
+        # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
+        asked = facets(query.question)
+        vocabulary = self.retriever.lexical.df
+        unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
+        if any(not any(f.known(vocabulary) for f in asked if f.kind == kind) for kind in {f.kind for f in asked}):
+            return self.decline(query, hits, unmentioned), query, hits
+        restricted = False
+        if asked:
+            fitting = self._about(asked, query, ranked, passages, hits, vectors)
+            if not fitting:
+                return self.decline(query, hits, unmentioned,
+                                    not_about=tuple(f.typed for f in asked if f.known(vocabulary))), query, hits
+            restricted, ranked = fitting[0] is not ranked[0], fitting
+        unknown, missing = self._uncovered(query, ranked[0])
+        closeness = max(ranked[0].dense, hits[0].dense)
+        if (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (unknown.share >= UNKNOWN_DOUBT and closeness < RELATED):
+            return self.decline(query, hits, unknown.words), query, hits
+        # A follow-up's own words are few ("And at the senior level?"); those of the question it continues need
+        # not all be in one statement, so only a word the corpus lacks gets it declined here.
+        if missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words):
+            return self.decline(query, hits), query, hits
+        advice = bool(_ADVICE.search(question))
+        answer, chosen = compose(ranked, hits, query.question, advice=advice)
+        if not answer.grounded:
+            return self.decline(query, hits), query, hits
+        gaps = self._uncovered(query, *chosen, specific=True)[1]
+        # A job, place or year the question names that no chosen statement is about ("Compare ML engineer and
+        # data scientist pay" when only ML engineers' pay is given) is said to be missing.
+        unnamed = self._left_out(asked, query, chosen)
+        if restricted and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
+            # The statements about the job or place named say nothing of what was asked about it.
+            return self.decline(query, hits, not_about=tuple(f.typed for f in asked)), query, hits
+        if unnamed:
+            note = f"My documents don't say this about {_quoted(unnamed)}; here is what they do say:"
+            answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
+        elif not advice and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
+            note = f"My documents don't say this about {_quoted(gaps.words)}; here is what they do say:"
+            answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
+        return answer, query, hits
 
-    def _query(self, question: str, history: Sequence[dict[str, Any]]) -> Query:
+    def _about(self, asked: list[Facet], query: Query, ranked: list[Statement], passages: list[Hit],
+               hits: Sequence[Hit], vectors: list[np.ndarray]) -> list[Statement]:
+        """The ranked statements about the jobs, places and years the question names; empty when none of them
+        is about as close in meaning to the question as the best statement overall."""
+        vocabulary = self.retriever.lexical.df
+        fitting = [s for s in ranked if _names(s, asked, vocabulary)]
+
+        def close(found: list[Statement]) -> bool:
+            # A follow-up naming only a place or job ("And in Germany?") means little by itself: any statement
+            # about it among the passages found for the conversation will do.
+            return bool(found) and (query.followup or found[0].dense >= RUNNER_UP * ranked[0].dense)
+
+        wider = [h for h in hits if h not in passages]
+        if not close(fitting) and wider:
+            # The best passages are about another job or place: look through all the passages found.
+            every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
+            fitting = [s for s in every if _names(s, asked, vocabulary)]
+        return fitting if close(fitting) else []
+
+    def _left_out(self, asked: list[Facet], query: Query, chosen: list[Statement]) -> tuple[str, ...]:
+        """The jobs, places and years the question names that the chosen statements don't answer for: not named
+        by any of them, or, in a comparison, named only by statements that don't say what was asked ("Compare ML
+        engineer and data scientist salaries" when only the ML engineers' statements give pay)."""
+        vocabulary = self.retriever.lexical.df
+        left = tuple(f.typed for f in asked if not any(_names(s, [f], vocabulary) for s in chosen))
+        if len(asked) > 1 and not left and not any(s.display for s in chosen):
+            facet_words = {t for f in asked for v in f.variants for t in v}
+            for f in asked:
+                about = [s for s in chosen if _names(s, [f], vocabulary)]
+                lacking = self._uncovered(query, *about, specific=True)[1]
+                if lacking.share >= MISSING and set(terms(" ".join(lacking.words))) - facet_words:
+                    left += (f.typed,)
+        return left
+
+    def _query(self, question: str, history: Sequence[dict[str, Any]], background: str = "") -> Query:
         known = self.retriever.lexical.df
-        query = build_query(question, history, known=known)
+        query = build_query(question, history, known=known, correct=self.retriever.speller)
+        if background:
+            weights = dict(query.weights)
+            for term in terms(self.retriever.speller(background)[0]):
+                weights.setdefault(term, BACKGROUND_WEIGHT)
+            query = replace(query, weights=weights)
         if query.followup and self.llm is not None:
             # The LLM may restate a follow-up as a standalone question; on any failure the blended query stays.
             try:
@@ -130,12 +251,116 @@ class Advisor:
                 return query
             standalone = standalone.splitlines()[0][:300] if standalone else ""
             if standalone:
-                return build_query(standalone, (), known=known)
+                return build_query(standalone, (), known=known, correct=self.retriever.speller)
         return query
+
+    def _cited_before(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:
+        """In a follow-up, the passages the previous answer quoted ("which of those …" points into them)."""
+        if not query.followup or not query.previous_answer:
+            return []
+        said = _shingles(re.sub(r"\[\d+\]", " ", query.previous_answer))
+        if not said:
+            return []
+        found = []
+        floor = min((h.score for h in hits[:PASSAGES]), default=0.0)
+        for chunk in self.retriever.index.chunks.values():
+            if len(said & _shingles(chunk.text)) >= 2:
+                known = next((h for h in hits if h.chunk.id == chunk.id), None)
+                found.append(known or Hit(chunk, floor, len(hits) + len(found) + 1))
+        return found[:3]
+
+    def _statement_vectors(self, hit: Hit, units: list[Unit]) -> np.ndarray:
+        vectors = self.retriever.index.statements.of(hit.chunk.id)
+        if len(vectors) != len(units):  # an index built by other statement rules: embed them now
+            vectors = self.retriever.embedder.embed_passages([u.embed for u in units])
+        return vectors
+
+    def _uncovered(self, query: Query, *statements: Statement, specific: bool = False) -> tuple[_Share, _Share]:
+        """(the question's words the corpus never uses, the question's words these statements don't contain), each
+        with its share of the question's weight and the words as the user typed them. ``specific``: report only
+        words outside the COMMON English words as not contained."""
+        lexical = self.retriever.lexical
+        unseen = lexical.idf("\x00")  # the weight of a word no passage contains
+        found: set[str] = set()
+        for s in statements:
+            found |= set(terms(f"{s.unit.text} {' '.join(s.unit.lines)} {s.unit.context} {s.hit.chunk.title} "
+                               f"{s.hit.chunk.section}"))
+        typed = content_words(query.question)
+        rank = {t: english_rank(w) for w in reversed(typed) for t in terms(w)}  # the word as typed, not its stem
+        weights: dict[str, float] = {}
+        unknown: set[str] = set()
+        missing: set[str] = set()
+        # A follow-up's earlier question counts too, at its weight: "And which one comes second?" is about it.
+        asked = {t: w for t, w in query.weights.items() if t in query.own or w >= 0.5} if query.followup else \
+            {t: 1.0 for t in query.own}
+        for term in set(asked) - operators(query.question):
+            if term not in query.own and term not in lexical.df:
+                continue  # an earlier question's word the corpus lacks was judged when that question was asked
+            others = query.synonyms.get(term, frozenset())
+            known = [t for t in (term, *others) if t in lexical.df]
+            if known:
+                # A word found in nearly every passage is the corpus's own topic: evidence the question is on it,
+                # so it weighs at least as much as a common word the corpus lacks.
+                weights[term] = asked[term] * max(0.25 * unseen, max(lexical.idf(t) for t in known))
+                if not any(t in found for t in (term, *others)) and not (specific and rank.get(term, 0) < COMMON):
+                    missing.add(term)
+            else:
+                weights[term] = asked[term] * unseen * (1.0 if rank.get(term, 10**9) >= COMMON else 0.25)
+                unknown.add(term)
+                if not (specific and rank.get(term, 10**9) < COMMON):
+                    missing.add(term)
+        total = sum(weights.values()) or 1.0
+
+        def share(chosen: set[str]) -> _Share:
+            words = [w for w in typed if set(terms(w)) & chosen]
+            return _Share(sum(weights[t] for t in chosen) / total, tuple(dict.fromkeys(words)))
+
+        return share(unknown), share(missing)
+
+    def _early(self, question: str) -> Answer | None:
+        """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
+        if not question:
+            return Answer(f"Please type a question about {self._scope_or_default()}. For example:\n"
+                          f"{self._listed(self._safe_suggestions())}", kind="empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            return Answer(f"That message is {len(question):,} characters long. Please keep it under "
+                          f"{MAX_QUESTION_CHARS:,} characters: your background and up to {MAX_QUESTIONS} questions.",
+                          kind="too_long")
+        kind, _ = small_talk(question)
+        if kind:
+            return Answer(_SMALL_TALK_REPLIES[kind].format(scope=self._scope_or_default(),
+                                                           suggestions=self._listed(self._safe_suggestions())),
+                          kind="chitchat")
+        if not self.retriever.index.chunks:
+            return Answer("There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
+                          "files to the corpus folder and rebuild the index.", kind="empty")
+        return None
+
+    def _scope_or_default(self) -> str:
+        return self.scope if self.retriever.index.chunks else "the documents in the corpus"
+
+    def _safe_suggestions(self) -> list[str]:
+        return self.suggestions() if self.retriever.index.chunks else []
+
+    @staticmethod
+    def _listed(questions: list[str]) -> str:
+        return "\n".join(f"- {q}" for q in questions)
+
+    def decline(self, query: Query | None = None, hits: Sequence[Hit] = (), unknown: tuple[str, ...] = (),
+                not_about: tuple[str, ...] = ()) -> Answer:
+        """The plain "not in my documents" reply, naming what they don't mention (``unknown``) or mention without
+        answering this (``not_about``), with questions they answer."""
+        missing = f" They don't mention {_quoted(unknown)}." if unknown else ""
+        if not_about:
+            missing += f" They don't say this about {_quoted(not_about)}."
+        suggestions = self.suggestions(query.question if query else "")
+        text = (f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}."
+                + (f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""))
+        return Answer(text, kind="out_of_scope", hits=tuple(hits))
 
     def _written(self, question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit], composed: Answer,
                  stream: bool) -> Iterator[Answer]:
-        given = list(hits[:PASSAGES])
+        given = list(hits[:LLM_PASSAGES])
         messages = answer_messages(question, history, given)
         text = ""
         try:
@@ -162,6 +387,96 @@ class Advisor:
         yield Answer(final, citations, kind="answer", hits=tuple(hits))
 
 
+class _Share:
+    """Part of a question: its share of the question's weight and the words as typed."""
+
+    __slots__ = ("share", "words")
+
+    def __init__(self, share: float, words: tuple[str, ...]) -> None:
+        self.share, self.words = share, words
+
+    @property
+    def found(self) -> float:
+        """The rest of the question: 1 - share."""
+        return 1.0 - self.share
+
+
+def split_message(message: str) -> tuple[list[str], str]:
+    """(the questions of a message, its background): a long message with background and several questions
+    ("I'm 31, in customer support. Is a bootcamp enough? What do juniors earn?") is answered question by question."""
+    questions = [q.strip() for q in _QUESTION.findall(message) if len(terms(q)) >= 1]
+    if len(questions) <= 1 and len(message) < 300:
+        return [message], ""
+    if not questions:
+        return [message], ""
+    background = _QUESTION.sub(" ", message)
+    return questions, " ".join(background.split())
+
+
+def _merge(parts: list[tuple[str, Answer]]) -> Answer:
+    """One answer to a message of several questions: each question in bold, then its answer, citations numbered
+    across all of them."""
+    citations: list[Citation] = []
+    number: dict[int, int] = {}
+    pieces: list[str] = []
+    hits: list[Hit] = []
+    for question, answer in parts:
+        renumber: dict[int, int] = {}
+        for c in answer.citations:
+            if c.chunk.id not in number:
+                number[c.chunk.id] = len(number) + 1
+                citations.append(Citation(number[c.chunk.id], c.hit, c.quotes))
+            else:
+                n = number[c.chunk.id]
+                i = n - 1
+                citations[i] = Citation(n, citations[i].hit, tuple(dict.fromkeys(citations[i].quotes + c.quotes)))
+            renumber[c.n] = number[c.chunk.id]
+        text = re.sub(r"\[(\d+)\]", lambda m: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text)
+        if answer.kind == "out_of_scope":
+            text = text.split(" They are about:")[0]  # one list of what the documents cover is enough, below
+        pieces.append(f"**{question}**\n{text}")
+        hits += [h for h in answer.hits if h not in hits]
+    kind = "answer" if citations else "out_of_scope"
+    return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits))
+
+
+def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:
+    """Whether a statement (with its heading and document title) is about every kind of thing the question
+    names: one of the jobs it names, one of the places, one of the years (those the corpus mentions at all)."""
+    chunk = statement.hit.chunk
+    unit = statement.unit
+    # A job or place must be in the statement itself (or its heading, its document's title: a table row
+    # "Germany: …"); a year may be given anywhere in its passage ("In 2020, the market …" then "It grew …").
+    words = statement_words(unit.text, *unit.lines, unit.context, chunk.title, chunk.section)
+    passage = statement_words(chunk.title, chunk.section, chunk.text)
+    kinds = {f.kind for f in asked}
+
+    def about(f: Facet) -> bool:
+        if f.named_in(words) or (f.kind == "year" and f.named_in(passage)):
+            return True
+        # A passage about one place only ("… typical base salaries in the United States: …") speaks of it
+        # throughout; one naming several places (a table of countries) names the place in the row itself.
+        return f.kind == "place" and f.named_in(passage) and _places(chunk.text) <= set(f.variants)
+
+    return all(any(about(f) for f in asked if f.kind == kind and f.known(vocabulary)) for kind in kinds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _places(text: str) -> frozenset[tuple[str, ...]]:
+    """Every way of saying each place a passage names."""
+    return frozenset(v for f in facets(text) if f.kind == "place" for v in f.variants)
+
+
+def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _quoted(words: tuple[str, ...]) -> str:
+    shown = [f"“{w}”" for w in words[:4]]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
 def small_talk(message: str) -> tuple[str | None, str]:
     """("greeting" | "thanks" | "bye" | "about" | "how", "") for small talk; (None, question) otherwise.
 
@@ -172,52 +487,20 @@ def small_talk(message: str) -> tuple[str | None, str]:
         match = pattern.match(rest)
         if match:
             rest = rest[match.end():].strip(" ,.!?;:-")
+            if rest and message.rstrip().endswith("?") and kind in ("thanks", "greeting"):
+                return None, rest  # "ok but what do they actually do all day?" asks something
             if not set(terms(rest)) - _PADDING:
                 return kind, ""
             return None, rest
     return None, message
 
 
-def on_topic(query: Query, hits: Sequence[Hit], retriever: Retriever) -> bool:
-    """Whether the best passages are about what was asked: close in meaning, or, when only fairly close,
-    containing most of the question's own words (weighted by rarity)."""
-    if not hits:
-        return False
-    own = set(terms(query.question)) - POSITIONAL - query.mapped
-    unknown = [t for t in own if t not in retriever.lexical.df]
-    if query.followup and unknown and sum(map(retriever.lexical.idf, unknown)) >= 0.5 * sum(map(retriever.lexical.idf, own)):
-        return False  # "What about Canada?": the blended query's closeness says nothing about the new word
-    dense = hits[0].dense
-    if dense >= ON_TOPIC_DENSE:
-        return True
-    if unknown:
-        return False
-    # A word the vocabulary translated ("myths") is judged by its translation ("misconception"); a
-    # follow-up's own words ("What about Germany?") are judged together with the question it follows.
-    asked = set(query.weights) if query.followup else set(query.own)
-    weights = {t: retriever.lexical.idf(t) * query.weights.get(t, 0.0) for t in asked - query.mapped}
-    found = set(terms(" ".join(f"{h.chunk.section} {h.chunk.text}" for h in hits[:3])))
-    coverage = sum(w for t, w in weights.items() if t in found) / (sum(weights.values()) or 1.0)
-    return coverage >= SURE_COVERAGE or (dense >= OFF_TOPIC_DENSE and coverage >= MIN_COVERAGE)
-
-
-def decline(hits: Sequence[Hit] = ()) -> Answer:
-    """The plain "not in my documents" reply, with questions the documents can answer."""
-    text = (f"I couldn't find that in my documents, so I can't answer it. They cover {SCOPE}. "
-            f"You could ask:\n{_suggestions(3)}")
-    return Answer(text, kind="out_of_scope", hits=tuple(hits))
-
-
-def _suggestions(n: int) -> str:
-    return "\n".join(f"- {q}" for q in EXAMPLE_QUESTIONS[:n])
-
-
 _SMALL_TALK_REPLIES = {
-    "greeting": "Hello! I answer questions about {scope}, from my documents, and I cite the passages I use. "
+    "greeting": "Hello! I answer questions from my documents ({scope}) and cite the passages I use. "
                 "You could ask:\n{suggestions}",
-    "thanks": "You're welcome! Ask me anything else about the ML-engineer career, for example:\n{suggestions}",
+    "thanks": "You're welcome! Ask me anything else my documents cover, for example:\n{suggestions}",
     "bye": "Goodbye, and good luck with your career plans!",
-    "about": "I'm Career Advisor. I answer questions about {scope}, using only my documents, and I cite the "
+    "about": "I'm Career Advisor. I answer questions using only my documents ({scope}), and I cite the "
              "passages I use. You could ask:\n{suggestions}",
-    "how": "I'm doing well, thanks for asking! Shall we talk about the ML-engineer career? For example:\n{suggestions}",
+    "how": "I'm doing well, thanks for asking! Shall we look at my documents ({scope})? For example:\n{suggestions}",
 }

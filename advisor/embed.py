@@ -80,8 +80,10 @@ class Embedder:
         """Embed passages as an (n, dim) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # Batches of 16: on CPU, less padding per batch beats bigger matrix products (measured: 190 statements
+        # 1.23 s at 16, 1.86 s at 32, 2.26 s at 64).
         vectors = self.model.encode_document(
-            texts, batch_size=32, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
+            texts, batch_size=16, show_progress_bar=progress, normalize_embeddings=True, convert_to_numpy=True
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -14,16 +15,20 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
 from advisor.errors import (AdvisorError, ConfigError, CorpusMissing, IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing,
                             StoreUnavailable)
-from advisor.load import CorpusFile, LoadError, load_document, scan_corpus
+from advisor.load import LOADER_VERSION, CorpusFile, LoadError, load_document, scan_corpus
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION, split_document
+from advisor.statements import STATEMENTS_VERSION, units_of
 from advisor.store import FaissStore, VectorStore, create_store, open_store, store_label
 from advisor.types import Chunk, Skipped
 
-FORMAT_VERSION = 1
+WHOLE = 0.8  # share of a passage's text a statement must be made of to share the passage's vector
+FORMAT_VERSION = 2  # 2: statement vectors beside the passage vectors
 MANIFEST = "manifest.json"
 LOCK = ".build.lock"
 REBUILD = "run `python -m advisor index --full` to rebuild it"
@@ -88,6 +93,43 @@ class IndexStatus:
         }
 
 
+class StatementVectors:
+    """The vectors of every passage's statements (``statements.units_of``), computed when the index is built."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.ids, self.vectors = ids, vectors  # the passage id of each row, rows grouped by passage; float16
+        self.spans: dict[int, tuple[int, int]] = {}
+        if len(ids):
+            starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            ends = np.r_[starts[1:], len(ids)]
+            self.spans = {int(ids[a]): (int(a), int(b)) for a, b in zip(starts, ends)}
+
+    def of(self, chunk_id: int) -> np.ndarray:
+        """The statement vectors of one passage, in statement order, as float32 (0 rows if it has none)."""
+        a, b = self.spans.get(chunk_id, (0, 0))
+        return self.vectors[a:b].astype(np.float32)
+
+    @classmethod
+    def build(cls, per_chunk: list[tuple[int, np.ndarray]], dim: int) -> StatementVectors:
+        """Stack (passage id, its statement vectors) pairs."""
+        ids = np.concatenate([np.full(len(v), i, dtype=np.int64) for i, v in per_chunk]) if per_chunk else \
+            np.zeros(0, dtype=np.int64)
+        rows = np.concatenate([v for _, v in per_chunk]) if per_chunk else np.zeros((0, dim))
+        return cls(ids, rows.astype(np.float16))
+
+    def to_bytes(self) -> bytes:
+        """The .npz file's bytes."""
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=self.ids, vectors=self.vectors)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StatementVectors:
+        """Read ``to_bytes`` output (no pickles)."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return cls(npz["ids"], npz["vectors"])
+
+
 @dataclass
 class Index:
     """A loaded index whose files were checked against its manifest."""
@@ -96,6 +138,7 @@ class Index:
     manifest: dict[str, Any]
     chunks: dict[int, Chunk]
     store: VectorStore = field(repr=False)
+    statements: StatementVectors = field(repr=False, default_factory=lambda: StatementVectors.build([], 0))
 
     @classmethod
     def load(cls, directory: Path, model: str | None = None, settings: Settings | None = None) -> Index:
@@ -138,6 +181,16 @@ class Index:
         sources = {int(i): source for source, doc in manifest["documents"].items() for i in doc["chunk_ids"]}
         if set(chunks) != set(sources):
             raise IndexCorrupt(f"{chunk_path} and {MANIFEST} list different passages; {REBUILD}")
+        statement_path = directory / manifest["files"]["statements"]["name"]
+        data = statement_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != manifest["files"]["statements"]["sha256"]:
+            raise IndexCorrupt(f"{statement_path} does not match {directory / MANIFEST} (checksum differs); {REBUILD}")
+        try:
+            statements = StatementVectors.from_bytes(data)
+        except (ValueError, KeyError, OSError) as exc:
+            raise IndexCorrupt(f"{statement_path} cannot be read ({exc}); {REBUILD}") from None
+        if not set(statements.spans) <= set(sources):
+            raise IndexCorrupt(f"{statement_path} and {MANIFEST} list different passages; {REBUILD}")
         record = store_record(manifest)
         if record["kind"] == "faiss":
             vector_path = directory / manifest["files"]["vectors"]["name"]
@@ -162,7 +215,7 @@ class Index:
         # A shared collection may briefly hold more (a build in progress elsewhere), never fewer.
         if record["kind"] != "faiss" and (held := store.count()) < len(sources):
             raise IndexCorrupt(f"{where} holds {held} vectors but {MANIFEST} lists {len(sources)} passages; {REBUILD}")
-        return cls(directory, manifest, chunks, store)
+        return cls(directory, manifest, chunks, store, statements)
 
     @property
     def built_at(self) -> str:
@@ -223,8 +276,8 @@ def store_record(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _file_keys(record: dict[str, Any]) -> tuple[str, ...]:
-    """The files the manifest lists: chunk JSON always, a vectors file for FAISS."""
-    return ("vectors", "chunks") if record["kind"] == "faiss" else ("chunks",)
+    """The files the manifest lists: chunk JSON and statement vectors always, a vectors file for FAISS."""
+    return ("vectors", "chunks", "statements") if record["kind"] == "faiss" else ("chunks", "statements")
 
 
 def _store_target(settings: Settings) -> tuple[str, str]:
@@ -258,6 +311,8 @@ def splitter_config(settings: Settings) -> dict[str, int]:
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "context_tokens": CONTEXT_TOKENS,
+        "statements": STATEMENTS_VERSION,
+        "loader": LOADER_VERSION,
     }
 
 
@@ -375,7 +430,19 @@ def build(
             store.delete(*stale)
         if new_chunks:
             log(f"Embedding {len(new_chunks)} passages from {len(new_docs)} document(s)…")
-        vectors = embedder.embed_passages([c.embedding_text for c in new_chunks], progress=progress)
+        # Passages and their statements in one encode call: the model batches them by length either way.
+        # A statement that is nearly the whole passage (a passage that is one table or list) shares its vector.
+        units = [[(u.embed, sum(map(len, u.parts)) >= WHOLE * len(c.text)) for u in units_of(c)] for c in new_chunks]
+        encoded = embedder.embed_passages([c.embedding_text for c in new_chunks]
+                                          + [t for us in units for t, whole in us if not whole], progress=progress)
+        vectors, unit_vectors = encoded[:len(new_chunks)], encoded[len(new_chunks):]
+        per_chunk, start = [], 0
+        for i, (chunk, texts) in enumerate(zip(new_chunks, units)):
+            rows = []
+            for _, whole in texts:
+                rows.append(vectors[i] if whole else unit_vectors[start])
+                start += 0 if whole else 1
+            per_chunk.append((chunk.id, np.stack(rows) if rows else unit_vectors[:0]))
         start = 0
         for source, doc in new_docs.items():  # chunks are in document order, so each document is one run
             count = len(doc["chunk_ids"])
@@ -385,7 +452,10 @@ def build(
         all_chunks = [previous.chunks[int(i)] for doc in kept.values() for i in doc["chunk_ids"]] if in_place else []
         all_chunks += new_chunks
         all_docs = {**kept, **new_docs}
-        _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map)
+        fresh = dict(per_chunk)
+        statements = StatementVectors.build(
+            [(c.id, fresh[c.id] if c.id in fresh else previous.statements.of(c.id)) for c in all_chunks], store.dim)
+        _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map, statements)
         if store.live:
             _tidy(store, stale, all_docs, log)
         if moving and previous.store.live:  # the shared store the vectors came from: its collection goes
@@ -515,7 +585,7 @@ def _previous(
 
 def _write(
     directory: Path, settings: Settings, embedder: Embedder, store: VectorStore, chunks: list[Chunk],
-    documents: dict[str, Any], skipped: dict[str, Any],
+    documents: dict[str, Any], skipped: dict[str, Any], statements: StatementVectors,
 ) -> None:
     """Write a new generation beside the old one, then swap the manifest in as the single commit point."""
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
@@ -525,6 +595,9 @@ def _write(
     chunk_bytes = json.dumps({"format_version": FORMAT_VERSION, "chunks": [c.to_json() for c in ordered]},
                              ensure_ascii=False).encode("utf-8")
     _atomic_write(directory / chunks_name, chunk_bytes)
+    statements_name = f"statements-{build_id}.npz"
+    statement_bytes = statements.to_bytes()
+    _atomic_write(directory / statements_name, statement_bytes)
     manifest = {
         "format_version": FORMAT_VERSION,
         "build_id": build_id,
@@ -536,6 +609,8 @@ def _write(
         "files": {
             **({"vectors": vectors_file} if vectors_file else {}),
             "chunks": {"name": chunks_name, "bytes": len(chunk_bytes), "sha256": hashlib.sha256(chunk_bytes).hexdigest()},
+            "statements": {"name": statements_name, "bytes": len(statement_bytes),
+                           "sha256": hashlib.sha256(statement_bytes).hexdigest()},
         },
         "documents": dict(sorted(documents.items())),
         "skipped": dict(sorted(skipped.items())),
@@ -544,9 +619,9 @@ def _write(
     _fsync_dir(directory)
     # Older generations go at once, so text removed from the corpus is gone from disk too; a reader
     # that read the old manifest a moment ago finds its files missing and re-reads the new one.
-    keep = {chunks_name, *([vectors_file["name"]] if vectors_file else [])}
+    keep = {chunks_name, statements_name, *([vectors_file["name"]] if vectors_file else [])}
     for path in directory.iterdir():
-        if path.name.startswith(("vectors-", "chunks-")) and path.name not in keep:
+        if path.name.startswith(("vectors-", "chunks-", "statements-")) and path.is_file() and path.name not in keep:
             path.unlink(missing_ok=True)
 
 

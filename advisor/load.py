@@ -12,6 +12,9 @@ from pathlib import Path
 from advisor.split import first_heading
 from advisor.types import Document, Page, Skipped
 
+# Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block): the index
+# records it, so documents read the old way are read again.
+LOADER_VERSION = 2
 FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 SUPPORTED = " ".join(sorted(FORMATS))
 
@@ -211,11 +214,20 @@ class _HtmlWriter:
                 self.flush()
                 self.walk(child)
                 self.flush("- ")
-            elif name == "tr":
+            elif name == "table":
+                # One block of "| a | b |" lines, so the table is read (and split, and parsed) as a table; rows
+                # as blocks of their own would each look like a heading.
                 self.flush()
-                cells = [" ".join(cell.get_text(" ").split()) for cell in child.find_all(["td", "th"])]
-                if any(cells):
-                    self.blocks.append(" | ".join(cells))
+                caption = child.find("caption")
+                if caption is not None:
+                    self.blocks.append(" ".join(caption.get_text(" ").split()))
+                rows = []
+                for tr in child.find_all("tr"):
+                    cells = [" ".join(c.get_text(" ").split()).replace("|", "/") for c in tr.find_all(["td", "th"])]
+                    if any(cells):
+                        rows.append("| " + " | ".join(cells) + " |")
+                if rows:
+                    self.blocks.append("\n".join(rows))
             elif name == "br":
                 self.inline.append("\n")
             elif name in _BLOCKS:

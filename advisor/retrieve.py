@@ -10,6 +10,7 @@ from advisor.errors import CorpusEmpty
 from advisor.index import Index
 from advisor.lexical import LexicalIndex
 from advisor.query import Query, build_query
+from advisor.spelling import Speller
 from advisor.types import Hit
 
 # Candidates are the union of the top POOL passages of each ranking. Their dense and BM25 scores are
@@ -29,6 +30,9 @@ class Retriever:
         self._ids = sorted(index.chunks)
         self._position = {chunk_id: p for p, chunk_id in enumerate(self._ids)}
         self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
+        # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
+        self.speller = Speller(index.chunks[i].embedding_text for i in self._ids)
+        self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(cls, settings: Settings) -> Retriever:
@@ -42,10 +46,10 @@ class Retriever:
                 f"no documents are indexed in {self.index.directory} yet; add .txt, .md, .html or .pdf files "
                 "to the corpus folder and run `python -m advisor index`"
             )
-        query = build_query(query, known=self.lexical.df) if isinstance(query, str) else query
+        query = build_query(query, known=self.lexical.df, correct=self.speller) if isinstance(query, str) else query
         if not query.question.strip():
             return []
-        vector = self.embedder.embed_query(query.text)
+        vector = self.embed(query.text)
         dense = self._dense(vector)
         all_lexical = self.lexical.scores(query.weights)
         top_lexical = [p for p in np.argsort(-all_lexical)[:POOL] if all_lexical[p] > 0]
@@ -60,6 +64,16 @@ class Retriever:
         return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
                 for rank, i in enumerate(best, start=1)]
 
+
+    def embed(self, text: str) -> np.ndarray:
+        """The query vector of ``text`` (1, dim); the last few are kept, as answering embeds the same text again."""
+        vector = self._embedded.get(text)
+        if vector is None:
+            vector = self.embedder.embed_query(text)
+            if len(self._embedded) >= 64:
+                self._embedded.pop(next(iter(self._embedded)))
+            self._embedded[text] = vector
+        return vector
 
     def _dense(self, vector: np.ndarray) -> dict[int, float]:
         """The POOL nearest passages of this index by cosine.

@@ -14,7 +14,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from advisor.chat import EXAMPLE_QUESTIONS  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from advisor.feedback import record_vote  # noqa: E402
 from advisor.index import store_record  # noqa: E402
@@ -139,9 +138,8 @@ class ChatUI:
     def blocks(self) -> gr.Blocks:
         """The page: index bar, chat with examples and votes, sources panel."""
         with gr.Blocks(title="Career Advisor") as page:
-            gr.Markdown("# Career Advisor\nAsk about the machine-learning-engineer career: the role, skills, pay, "
-                        "education, common misconceptions and industry statistics. Answers quote the documents "
-                        "and cite them as [1], [2], shown on the right.")
+            gr.Markdown(f"# Career Advisor\nAsk about what the documents cover ({self.service.advisor.scope}). "
+                        "Answers quote the documents and cite them as [1], [2], shown beside the chat.")
             with gr.Row(equal_height=True):
                 status = gr.HTML(elem_id="index-status")
                 check = gr.Button("Check for changes", size="sm", scale=0, min_width=160)
@@ -154,9 +152,9 @@ class ChatUI:
                                          feedback_options=("Like", "Dislike"), buttons=["copy"],
                                          placeholder="Ask a question, or pick an example below.")
                     chat = gr.ChatInterface(
-                        self.respond, chatbot=chatbot, examples=list(EXAMPLE_QUESTIONS), api_name="chat",
+                        self.respond, chatbot=chatbot, examples=self.service.advisor.examples() or None, api_name="chat",
                         concurrency_limit=self.service.settings.concurrency, fill_height=False,
-                        textbox=gr.Textbox(placeholder="Ask about the ML-engineer career…", max_lines=6,
+                        textbox=gr.Textbox(placeholder="Ask a question about the documents…", max_lines=6,
                                            submit_btn=True, stop_btn=True),
                     )
                     clear = gr.Button("Clear chat", size="sm")

@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     parser.add_argument("--faiss-sizes", default="10000,100000,1000000",
                         help="comma-separated passage counts for the FAISS comparison (1M needs ~6 GB and ~10 min)")
-    parser.add_argument("--only", choices=("all", "faiss", "stores"), default="all",
-                        help="run only the FAISS comparison, or only the FAISS-vs-Milvus store comparison")
+    parser.add_argument("--only", choices=("all", "faiss", "stores", "answers"), default="all",
+                        help="run only the FAISS comparison, the FAISS-vs-Milvus store comparison, or answer time "
+                             "and build throughput")
     parser.add_argument("--store-sizes", default="10000,100000",
                         help="comma-separated passage counts for the FAISS-vs-Milvus Lite write and search comparison")
     args = parser.parse_args(argv)
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         incremental_rebuild(embedder, documents=20 if args.quick else 1000),
         *startup(quick=args.quick),
     ]
+    if args.only == "answers":
+        rows = [answer_time(settings, embedder, questions=None), build_throughput(settings, embedder)]
     if args.only in ("all", "faiss"):
         rows += faiss_scaling(embedder, sizes=sizes)
     if args.only in ("all", "stores"):
@@ -115,7 +118,9 @@ def build_throughput(settings, embedder) -> dict:
     raw = time.perf_counter() - started
     shutil.rmtree(index_dir, ignore_errors=True)
     ours, theirs = report.chunks_total / built, len(texts) / raw
-    return _row("full build throughput", ours, "passages/s", theirs, "passages/s", ours / theirs, ">= 0.85x")
+    # The build also embeds every passage's statements (sentences, list items, table rows) for choosing answers.
+    return _row("full build throughput (passages and their statements)", ours, "passages/s", theirs,
+                "passages/s raw encode", ours / theirs, ">= 0.5x")
 
 
 def incremental_rebuild(embedder, documents: int) -> dict:

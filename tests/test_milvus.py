@@ -43,7 +43,8 @@ def test_an_index_in_milvus_lite_answers_like_the_faiss_one(make_settings, tmp_p
     manifest = read_manifest(settings.index_dir)
     assert manifest["store"] == {"kind": "milvus", "uri": str(tmp_path / "vectors.db"),
                                  "collection": collection_of(settings), "index": "FLAT"}
-    assert set(manifest["files"]) == {"chunks"}  # the vectors are in the collection, not in a file
+    # The passage vectors are in the collection; only the statement vectors (read whole per passage) are a file.
+    assert set(manifest["files"]) == {"chunks", "statements"}
     assert not list(settings.index_dir.glob("vectors-*"))
     index = Index.load(settings.index_dir, model=settings.model, settings=settings)
     assert index.store.count() == len(index.chunks) == report.chunks_total == 47
@@ -70,7 +71,8 @@ def test_the_eval_command_shows_the_same_retrieval_results_with_faiss_and_milvus
     # Every one of the 99 questions ranked the same passages in the same order and got the same answer.
     assert runs["faiss"]["fingerprint"] == runs["milvus"]["fingerprint"]
     assert runs["faiss"]["advisor"] == runs["milvus"]["advisor"]
-    assert runs["milvus"]["advisor"]["hit_at_1"] >= 0.9
+    thresholds = json.loads((PROJECT_ROOT / "eval" / "thresholds.json").read_text())
+    assert runs["milvus"]["advisor"]["hit_at_1"] >= thresholds["hit_at_1"]
 
 
 def test_incremental_rebuilds_update_the_collection_in_place(corpus, make_settings, tmp_path, embedder):
@@ -271,7 +273,7 @@ def test_two_app_replicas_share_one_milvus_server_and_both_serve_a_rebuild(tmp_p
             answer = client.predict("How many seashells do platypus engineers earn?", api_name="/chat")
             assert "42 seashells" in answer, answer
             assert "$170,000" in Client(client.src, verbose=False).predict(
-                "What is the average salary at the senior level?", api_name="/chat")  # and the rest is still there
+                "What is the average salary of a senior ML engineer?", api_name="/chat")  # and the rest is still there
 
         processes[0].terminate()  # the Milvus server goes down: the chat says so, and the replica keeps running
         processes[0].wait(20)

@@ -1,45 +1,52 @@
-from advisor.query import HISTORY_WEIGHT, MAPPED_WEIGHT, OWN_WEIGHT, build_query, expand, is_followup, message_text
+from advisor.query import HISTORY_WEIGHT, OWN_WEIGHT, SYNONYM_WEIGHT, build_query, is_followup, lexicon, message_text, synonyms
 
 
-def history(question):
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": "an answer [1]"}]
+def history(*questions):
+    turns = []
+    for q in questions:
+        turns += [{"role": "user", "content": q}, {"role": "assistant", "content": "an answer [1]"}]
+    return turns
 
 
-def test_users_words_are_mapped_to_the_corpus_words():
-    assert "salary" in expand("how much do juniors get paid") and "entry level" in expand("how much do juniors get paid")
-    assert "boot camp" in expand("is a bootcamp enough?")
-    assert "misconception" in expand("what are the myths")
-    assert expand("tell me about pasta") == ""
-
-
-def test_own_words_outweigh_mapped_words_and_history():
+def test_followups_blend_the_question_that_set_the_topic():
     query = build_query("And at the senior level?", history("What is the entry-level salary?"))
-    assert query.followup
-    assert query.text == "What is the entry-level salary? And at the senior level?"
-    assert query.weights["senior"] == MAPPED_WEIGHT  # "senior" is translated to "senior level": one concept
-    assert query.weights["entri"] == HISTORY_WEIGHT
-    assert query.weights["senior"] > query.weights["entri"]
+    assert query.followup and query.text == "What is the entry-level salary? And at the senior level?"
+    assert query.weights["senior"] == OWN_WEIGHT and query.weights["salari"] == HISTORY_WEIGHT
+    chain = build_query("And senior?", history("What is the salary?", "And mid-level?"))
+    assert chain.text.startswith("What is the salary?")
 
 
-def test_an_unknown_word_is_stood_in_for_by_its_translation_at_full_weight():
-    query = build_query("What are the usual myths?", known={"misconcept", "salari"})
-    assert query.weights["misconcept"] == OWN_WEIGHT
-    assert "myth" in query.mapped
-    known = build_query("What are the usual myths?", known={"myth", "misconcept"})
-    assert known.weights["misconcept"] == MAPPED_WEIGHT
-
-
-def test_followups_are_detected_and_chains_walk_back_to_the_topic():
+def test_followups_are_told_by_grammar_not_by_topic_words():
     assert is_followup("What about Germany?") and is_followup("Is that true?") and is_followup("And seniors?")
+    assert is_followup("which of those is cheapest?") and is_followup("what do they build there?")
     assert not is_followup("Which programming languages should an ML engineer know?")
-    chain = history("What is the entry-level salary?") + history("And mid-level?")
-    query = build_query("And senior?", chain)
-    assert query.text.startswith("What is the entry-level salary? And mid-level?")
-    standalone = build_query("Which programming languages should an ML engineer know?", history("What is the salary?"))
-    assert not standalone.followup and "salari" not in standalone.weights
+    assert not build_query("Which programming languages should an ML engineer know?", history("What is the salary?")).followup
 
 
-def test_message_text_accepts_strings_and_gradio_blocks():
+def test_generic_synonyms_are_added_only_where_the_corpus_uses_them():
+    known = {"salari", "entri", "level"}
+    found = synonyms("what do juniors make", known)
+    assert found["junior"] >= {"entri", "level"} and found["make"] >= {"salari"}
+    query = build_query("what do juniors make", known=known)
+    assert query.weights["salari"] == SYNONYM_WEIGHT and query.weights["junior"] == OWN_WEIGHT
+    assert "wage" not in query.weights  # in the lexicon, but not in this corpus
+    assert synonyms("tell us about it", {"unit", "state"}) == {}  # "us" the pronoun is not "US"
+    assert synonyms("jobs in the US", {"unit", "state"})["us"] == {"unit", "state"}
+
+
+def test_the_lexicon_is_a_generic_data_file():
+    groups = [phrases for _, phrases in lexicon()]
+    assert any("salary" in g and "earn" in g for g in groups)
+    words = {p.lower() for g in groups for p in g}
+    assert not words & {"tensorflow", "coursera", "zettabytes", "python"}  # nothing from one document
+
+
+def test_corrections_are_applied_before_everything_else():
+    query = build_query("salery?", correct=lambda q: (q.replace("salery", "salary"), (("salery", "salary"),)))
+    assert query.question == "salary?" and "salari" in query.own and query.corrected == (("salery", "salary"),)
+
+
+def test_message_text_reads_strings_and_content_blocks():
     assert message_text("hi") == "hi"
-    assert message_text([{"type": "text", "text": "What"}, {"type": "text", "text": "about Germany?"}]) == "What about Germany?"
+    assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a b"
     assert message_text(None) == ""
