@@ -31,6 +31,21 @@ SINGLED_OUT = 0.1  # how much more of the question one row or item must contain 
 _AMOUNT = re.compile(r"\b(how (many|much|big|large|old)|what (share|percentage|percent|proportion|number|fraction)|"
                      r"percent\w*|%|salar\w*|pay|paid|earn\w*|make|wages?|income|compensation)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+# A question for a quantity ("how many hours", "what percentage") is answered by a figure or not at all.
+_QUANTITY = re.compile(r"\b(how (many|much)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%",
+                       re.IGNORECASE)
+
+
+def asks_quantity(question: str) -> bool:
+    """Whether ``question`` asks for a number ("how many", "how much", "what percentage")."""
+    return bool(_QUANTITY.search(question))
+
+
+def has_figure(statement: Statement) -> bool:
+    """Whether a statement gives a number (a table row's rank alone does not count)."""
+    unit = statement.unit
+    said = statement.display or " ".join([unit.text, *unit.lines])
+    return bool(_DIGIT.search(re.sub(r"(^|\n|- )\d{1,2}\. ", " ", said)))
 # Table questions, in English grammar rather than any document's words.
 _MOST = re.compile(r"\b(most|highest|largest|biggest|greatest|top|leading|majority|best[- ]paid|best[- ]paying|"
                    r"most common|more|higher|larger|bigger)\b", re.IGNORECASE)

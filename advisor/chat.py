@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from advisor.answer import PASSAGES, RUNNER_UP, Statement, compose, operators, rank_statements
+from advisor.answer import (PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators,
+                            rank_statements)
 from advisor.config import Settings
 from advisor.facets import Facet, facets, statement_words
 from advisor.lexical import terms
@@ -174,6 +175,16 @@ class Advisor:
                 return self.decline(query, hits, unmentioned,
                                     not_about=tuple(f.typed for f in asked if f.known(vocabulary))), query, hits
             restricted, ranked = fitting[0] is not ranked[0], fitting
+        # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
+        # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
+        own_answer = ranked[0].unit.context.rstrip().endswith("?") and ranked[0].dense >= CLOSE
+        if asks_quantity(query.question) and not has_figure(ranked[0]) and not own_answer:
+            # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
+            # meaning, answers instead, or the documents don't give one.
+            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * ranked[0].dense]
+            if not figures:
+                return self.decline(query, hits, no_figure=True), query, hits
+            ranked = figures + [s for s in ranked if s not in figures]
         unknown, missing = self._uncovered(query, ranked[0])
         closeness = max(ranked[0].dense, hits[0].dense)
         if (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (unknown.share >= UNKNOWN_DOUBT and closeness < RELATED):
@@ -347,12 +358,14 @@ class Advisor:
         return "\n".join(f"- {q}" for q in questions)
 
     def decline(self, query: Query | None = None, hits: Sequence[Hit] = (), unknown: tuple[str, ...] = (),
-                not_about: tuple[str, ...] = ()) -> Answer:
+                not_about: tuple[str, ...] = (), no_figure: bool = False) -> Answer:
         """The plain "not in my documents" reply, naming what they don't mention (``unknown``) or mention without
         answering this (``not_about``), with questions they answer."""
         missing = f" They don't mention {_quoted(unknown)}." if unknown else ""
         if not_about:
             missing += f" They don't say this about {_quoted(not_about)}."
+        if no_figure:
+            missing += " They give no figure for it."
         suggestions = self.suggestions(query.question if query else "")
         text = (f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}."
                 + (f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""))

@@ -38,7 +38,7 @@ def parts(piece):
                    r"(over|above|more than|older than|greater than|at least|beyond|under|below|less than|younger than|"
                    r"at most) \$?[\d,.]+)\)$", "", piece.strip())
     pieces = [re.sub(r"^\d+\. ", "", p) for p in re.split(r" — |: |; | \(", piece)]  # "1. " is a row's rank
-    return [p.strip(" .()") for p in pieces if p.strip(" .()")]
+    return [p.strip(" .()?!") for p in pieces if p.strip(" .()?!")]
 
 
 def test_table_facts_come_out_readable(advisor):

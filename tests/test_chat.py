@@ -63,6 +63,13 @@ def test_another_job_place_or_year_is_declined_by_name_not_answered_with_ml_engi
     assert "“Brazil”" in advisor.ask("ML engineer salary in Brazil").text
 
 
+def test_a_question_for_a_number_is_answered_with_one_or_declined(advisor):
+    hours = advisor.ask("How many hours a week do ML engineers usually work?")
+    assert hours.kind == "out_of_scope" and "no figure" in hours.text
+    women = advisor.ask("What percentage of ML engineers are women?")
+    assert women.grounded and "17%" in women.text
+
+
 def test_a_comparison_half_covered_says_which_half_is_missing(advisor):
     answer = advisor.ask("Compare ML engineer and data scientist salaries")
     assert answer.grounded and "$120,000" in answer.text

@@ -68,7 +68,7 @@ def test_the_eval_command_shows_the_same_retrieval_results_with_faiss_and_milvus
         runs[name] = json.loads(out)
     assert runs["faiss"]["store"].startswith("FAISS (flat, 47 vectors)")
     assert runs["milvus"]["store"].startswith("Milvus collection career_advisor_")
-    # Every one of the 99 questions ranked the same passages in the same order and got the same answer.
+    # Every question of the dev set ranked the same passages in the same order and got the same answer.
     assert runs["faiss"]["fingerprint"] == runs["milvus"]["fingerprint"]
     assert runs["faiss"]["advisor"] == runs["milvus"]["advisor"]
     thresholds = json.loads((PROJECT_ROOT / "eval" / "thresholds.json").read_text())
