@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from advisor.facets import statement_words
 from advisor.lexical import LexicalIndex, terms
 from advisor.query import Query
 from advisor.statements import Row, Table, Unit, clean, normalized, row_text, to_number, units_of
@@ -35,6 +37,17 @@ _DIGIT = re.compile(r"\d")
 _QUANTITY = re.compile(r"\b(how (many|much)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%",
                        re.IGNORECASE)
 
+# Table questions, in English grammar rather than any document's words.
+_MOST = re.compile(r"\b(most|highest|largest|biggest|greatest|top|leading|majority|best[- ]paid|best[- ]paying|"
+                   r"most common|more|higher|larger|bigger)\b", re.IGNORECASE)
+_LEAST = re.compile(r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|cheapest|less|lower|fewer|smaller|"
+                    r"worst[- ]paid)\b", re.IGNORECASE)
+_ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5,
+             "sixth": 6, "6th": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
+_ABOVE = re.compile(r"\b(over|above|more than|older than|greater than|at least|beyond)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
+_BELOW = re.compile(r"\b(under|below|less than|younger than|at most)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
+_LABEL_RANGE = re.compile(r"^\D*?(\d[\d,.]*)\s*(?:(\+|and (?:over|above|older))|[-–]\s*(\d[\d,.]*))?\s*\D*$")
+
 
 def asks_quantity(question: str) -> bool:
     """Whether ``question`` asks for a number ("how many", "how much", "what percentage")."""
@@ -46,16 +59,6 @@ def has_figure(statement: Statement) -> bool:
     unit = statement.unit
     said = statement.display or " ".join([unit.text, *unit.lines])
     return bool(_DIGIT.search(re.sub(r"(^|\n|- )\d{1,2}\. ", " ", said)))
-# Table questions, in English grammar rather than any document's words.
-_MOST = re.compile(r"\b(most|highest|largest|biggest|greatest|top|leading|majority|best[- ]paid|best[- ]paying|"
-                   r"most common|more|higher|larger|bigger)\b", re.IGNORECASE)
-_LEAST = re.compile(r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|cheapest|less|lower|fewer|smaller|"
-                    r"worst[- ]paid)\b", re.IGNORECASE)
-_ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5,
-             "sixth": 6, "6th": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
-_ABOVE = re.compile(r"\b(over|above|more than|older than|greater than|at least|beyond)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
-_BELOW = re.compile(r"\b(under|below|less than|younger than|at most)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
-_LABEL_RANGE = re.compile(r"^\D*?(\d[\d,.]*)\s*(?:(\+|and (?:over|above|older))|[-–]\s*(\d[\d,.]*))?\s*\D*$")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,13 @@ class Statement:
         unit = self.unit
         said_under = unit.context if unit.kind == "item" else unit.table.title if unit.kind == "row" and unit.table else ""
         return unit.words + len(said_under.split())
+
+    @functools.cached_property
+    def stems(self) -> list[str]:
+        """The stems of what it says and what it is said under: its lines, lead-in or heading, its passage's
+        section and its document's title (what a question's words and named jobs or places are looked for in)."""
+        unit, chunk = self.unit, self.hit.chunk
+        return statement_words(unit.text, *unit.lines, unit.context, chunk.title, chunk.section)
 
 
 def rank_statements(query: Query, hits: Sequence[Hit], question_vectors: Sequence[np.ndarray],
@@ -351,18 +361,15 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
     numbers: dict[int, int] = {}
     quotes: dict[int, list[str]] = {}
     pieces: list[str] = []
-    pieces_of: list[Statement] = []
-    for statement in chosen:
+    for i, statement in enumerate(chosen):
         chunk_id = statement.hit.chunk.id
         n = numbers.setdefault(chunk_id, len(numbers) + 1)
         quotes.setdefault(chunk_id, [])
         quotes[chunk_id] += [q for q in _quotes(statement) if q not in quotes[chunk_id]]
-        previous = chosen[len(pieces_of) - 1] if pieces_of else None
-        pieces_of.append(statement)
-        if (previous is not None and statement.unit.kind == previous.unit.kind == "item" and not statement.display
-                and previous.hit is statement.hit and previous.unit.block == statement.unit.block):
+        if i and _same_list(chosen[i - 1], statement):
             # Items of one list are said under their lead-in once: "Lead-in [1]:\n- item\n- item".
-            if not pieces[-1].endswith("]:") and "\n- " not in pieces[-1]:
+            previous = chosen[i - 1]
+            if not (i > 1 and _same_list(chosen[i - 2], previous)):
                 pieces[-1] = f"{previous.unit.context.rstrip(':. ')} [{n}]:\n- {clean(previous.unit.text)}"
             pieces[-1] += f"\n- {clean(statement.unit.text)}"
             continue
@@ -373,6 +380,12 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
         citations.append(Citation(n, hit, tuple(quotes[chunk_id])))
     text = "\n".join(pieces) if any("\n" in p for p in pieces) else " ".join(pieces)
     return Answer(text, tuple(citations), kind="answer", hits=tuple(hits))
+
+
+def _same_list(a: Statement, b: Statement) -> bool:
+    """Whether ``b`` is an item of the same list as item ``a``, said as written."""
+    return (a.unit.kind == b.unit.kind == "item" and not b.display and a.hit is b.hit
+            and a.unit.block == b.unit.block)
 
 
 def _quotes(statement: Statement) -> list[str]:

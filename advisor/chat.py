@@ -20,7 +20,7 @@ from advisor.query import Query, build_query, content_words
 from advisor.retrieve import Retriever
 from advisor.spelling import english_rank
 from advisor.statements import Unit
-from advisor.types import Answer, Citation, Hit
+from advisor.types import Answer, Chunk, Citation, Hit
 
 MAX_QUESTION_CHARS = 4000
 MAX_QUESTIONS = 4  # questions answered from one message
@@ -292,10 +292,7 @@ class Advisor:
         words outside the COMMON English words as not contained."""
         lexical = self.retriever.lexical
         unseen = lexical.idf("\x00")  # the weight of a word no passage contains
-        found: set[str] = set()
-        for s in statements:
-            found |= set(terms(f"{s.unit.text} {' '.join(s.unit.lines)} {s.unit.context} {s.hit.chunk.title} "
-                               f"{s.hit.chunk.section}"))
+        found = set().union(*(s.stems for s in statements))
         typed = content_words(query.question)
         rank = {t: english_rank(w) for w in reversed(typed) for t in terms(w)}  # the word as typed, not its stem
         weights: dict[str, float] = {}
@@ -457,21 +454,26 @@ def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[s
     """Whether a statement (with its heading and document title) is about every kind of thing the question
     names: one of the jobs it names, one of the places, one of the years (those the corpus mentions at all)."""
     chunk = statement.hit.chunk
-    unit = statement.unit
-    # A job or place must be in the statement itself (or its heading, its document's title: a table row
-    # "Germany: …"); a year may be given anywhere in its passage ("In 2020, the market …" then "It grew …").
-    words = statement_words(unit.text, *unit.lines, unit.context, chunk.title, chunk.section)
-    passage = statement_words(chunk.title, chunk.section, chunk.text)
     kinds = {f.kind for f in asked}
 
+    # A job or place must be in the statement itself (or its heading, its document's title: a table row
+    # "Germany: …"); a year may be given anywhere in its passage ("In 2020, the market …" then "It grew …").
     def about(f: Facet) -> bool:
-        if f.named_in(words) or (f.kind == "year" and f.named_in(passage)):
+        if f.named_in(statement.stems):
             return True
+        if f.kind == "year":
+            return f.named_in(_passage_stems(chunk))
         # A passage about one place only ("… typical base salaries in the United States: …") speaks of it
         # throughout; one naming several places (a table of countries) names the place in the row itself.
-        return f.kind == "place" and f.named_in(passage) and _places(chunk.text) <= set(f.variants)
+        return f.kind == "place" and f.named_in(_passage_stems(chunk)) and _places(chunk.text) <= set(f.variants)
 
     return all(any(about(f) for f in asked if f.kind == kind and f.known(vocabulary)) for kind in kinds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _passage_stems(chunk: Chunk) -> list[str]:
+    """A passage's stems with its heading and title, computed once per passage rather than per statement."""
+    return statement_words(chunk.title, chunk.section, chunk.text)
 
 
 @functools.lru_cache(maxsize=4096)
