@@ -33,8 +33,8 @@ SINGLED_OUT = 0.1  # how much more of the question one row or item must contain 
 _AMOUNT = re.compile(r"\b(how (many|much|big|large|old)|what (share|percentage|percent|proportion|number|fraction)|"
                      r"percent\w*|%|salar\w*|pay|paid|earn\w*|make|wages?|income|compensation)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-# A question for a quantity ("how many hours", "what percentage") is answered by a figure or not at all.
-_QUANTITY = re.compile(r"\b(how (many|much)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%",
+# A question for a quantity ("how many hours", "what percentage", "how long") is answered by a figure or not at all.
+_QUANTITY = re.compile(r"\b(how (many|much|long)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%",
                        re.IGNORECASE)
 
 # Table questions, in English grammar rather than any document's words.
@@ -50,15 +50,15 @@ _LABEL_RANGE = re.compile(r"^\D*?(\d[\d,.]*)\s*(?:(\+|and (?:over|above|older))|
 
 
 def asks_quantity(question: str) -> bool:
-    """Whether ``question`` asks for a number ("how many", "how much", "what percentage")."""
+    """Whether ``question`` asks for a number ("how many", "how much", "how long", "what percentage")."""
     return bool(_QUANTITY.search(question))
 
 
 def has_figure(statement: Statement) -> bool:
     """Whether a statement gives a number (a table row's rank alone does not count)."""
     unit = statement.unit
-    said = statement.display or " ".join([unit.text, *unit.lines])
-    return bool(_DIGIT.search(re.sub(r"(^|\n|- )\d{1,2}\. ", " ", said)))
+    said = statement.display or "\n".join([unit.text, *unit.lines])
+    return bool(_DIGIT.search(re.sub(r"(^|\n|- |— )\d{1,2}\. ", " ", said)))
 
 
 @dataclass(frozen=True)

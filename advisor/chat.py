@@ -16,7 +16,7 @@ from advisor.config import Settings
 from advisor.facets import Facet, facets, statement_words
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
-from advisor.query import Query, build_query, content_words
+from advisor.query import Query, build_query, content_words, lexicon_terms
 from advisor.retrieve import Retriever
 from advisor.spelling import english_rank
 from advisor.statements import Unit
@@ -28,7 +28,8 @@ BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for eac
 
 # When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
 # in the corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of
-# the COMMON most frequent English words: "necessary" rarely carries what a question is about, "nurse" does).
+# the COMMON most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
+# carry what a question is about, "nurse" does).
 # These are round priors, not values fitted to a question set:
 UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents can't answer it
 UNKNOWN_DOUBT = 1 / 3  # a third: declined unless the best statement is plainly close in meaning
@@ -140,7 +141,9 @@ class Advisor:
         _, rest = small_talk(question)
         questions, background = split_message(rest)
         if len(questions) > 1:
-            yield _merge([(q, self._answer(q, history, background)[0]) for q in questions[:MAX_QUESTIONS]])
+            questions = questions[:MAX_QUESTIONS]
+            yield _merge([(q, self._answer(q, _leaning(history, q, questions[:i]), background)[0])
+                          for i, q in enumerate(questions)])
             return
         composed, query, hits = self._answer(questions[0], history, background)
         if self.llm is None or not composed.grounded:
@@ -161,7 +164,7 @@ class Advisor:
         ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
         if not ranked:
             return self.decline(query, hits), query, hits
-        # A question naming a job, place or year is answered only by statements about it ("data scientists' pay"
+        # A question naming a job, place, employer or year is answered only by statements about it ("data scientists' pay"
         # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
         asked = facets(query.question)
         vocabulary = self.retriever.lexical.df
@@ -172,16 +175,23 @@ class Advisor:
         if asked:
             fitting = self._about(asked, query, ranked, passages, hits, vectors)
             if not fitting:
+                # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
+                # pay ML engineers?"), or every facet when they leave out none by itself.
+                known = [f for f in asked if f.known(vocabulary)]
+                lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
                 return self.decline(query, hits, unmentioned,
-                                    not_about=tuple(f.typed for f in asked if f.known(vocabulary))), query, hits
+                                    not_about=tuple(f.typed for f in lacking or known)), query, hits
             restricted, ranked = fitting[0] is not ranked[0], fitting
         # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
         # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
-        own_answer = ranked[0].unit.context.rstrip().endswith("?") and ranked[0].dense >= CLOSE
-        if asks_quantity(query.question) and not has_figure(ranked[0]) and not own_answer:
+        # A statement that is itself a question ("How long does it take …?", an FAQ heading said in the text)
+        # answers nothing: the statements after it do.
+        lead = next((s for s in ranked if not s.unit.text.rstrip().endswith("?")), ranked[0])
+        own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
+        if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
             # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
             # meaning, answers instead, or the documents don't give one.
-            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * ranked[0].dense]
+            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * lead.dense]
             if not figures:
                 return self.decline(query, hits, no_figure=True), query, hits
             ranked = figures + [s for s in ranked if s not in figures]
@@ -198,7 +208,7 @@ class Advisor:
         if not answer.grounded:
             return self.decline(query, hits), query, hits
         gaps = self._uncovered(query, *chosen, specific=True)[1]
-        # A job, place or year the question names that no chosen statement is about ("Compare ML engineer and
+        # A job, place, employer or year the question names that no chosen statement is about ("Compare ML engineer and
         # data scientist pay" when only ML engineers' pay is given) is said to be missing.
         unnamed = self._left_out(asked, query, chosen)
         if restricted and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
@@ -272,13 +282,27 @@ class Advisor:
         said = _shingles(re.sub(r"\[\d+\]", " ", query.previous_answer))
         if not said:
             return []
+        shared: dict[int, int] = {}
+        for shingle in said:
+            for chunk_id in self._passages_saying.get(shingle, ()):
+                shared[chunk_id] = shared.get(chunk_id, 0) + 1
         found = []
         floor = min((h.score for h in hits[:PASSAGES]), default=0.0)
-        for chunk in self.retriever.index.chunks.values():
-            if len(said & _shingles(chunk.text)) >= 2:
-                known = next((h for h in hits if h.chunk.id == chunk.id), None)
-                found.append(known or Hit(chunk, floor, len(hits) + len(found) + 1))
+        chunks = self.retriever.index.chunks
+        for chunk_id in sorted(c for c, n in shared.items() if n >= 2):
+            known = next((h for h in hits if h.chunk.id == chunk_id), None)
+            found.append(known or Hit(chunks[chunk_id], floor, len(hits) + len(found) + 1))
         return found[:3]
+
+    @functools.cached_property
+    def _passages_saying(self) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """Each three-word run of the corpus -> the passages it occurs in (a follow-up finds the passages the
+        last answer quoted without reading every passage)."""
+        found: dict[tuple[str, ...], list[int]] = {}
+        for chunk_id, chunk in self.retriever.index.chunks.items():
+            for shingle in _shingles(chunk.text):
+                found.setdefault(shingle, []).append(chunk_id)
+        return {shingle: tuple(ids) for shingle, ids in found.items()}
 
     def _statement_vectors(self, hit: Hit, units: list[Unit]) -> np.ndarray:
         vectors = self.retriever.index.statements.of(hit.chunk.id)
@@ -313,7 +337,9 @@ class Advisor:
                 if not any(t in found for t in (term, *others)) and not (specific and rank.get(term, 0) < COMMON):
                     missing.add(term)
             else:
-                weights[term] = asked[term] * unseen * (1.0 if rank.get(term, 10**9) >= COMMON else 0.25)
+                # Rare English (not shorthand) or a career concept of the lexicon ("remote"): it carries the question.
+                concept = (rank.get(term, 10**9) >= COMMON and len(term) > 3) or term in lexicon_terms()
+                weights[term] = asked[term] * unseen * (1.0 if concept else 0.25)
                 unknown.add(term)
                 if not (specific and rank.get(term, 10**9) < COMMON):
                     missing.add(term)
@@ -414,13 +440,22 @@ class _Share:
 def split_message(message: str) -> tuple[list[str], str]:
     """(the questions of a message, its background): a long message with background and several questions
     ("I'm 31, in customer support. Is a bootcamp enough? What do juniors earn?") is answered question by question."""
-    questions = [q.strip() for q in _QUESTION.findall(message) if len(terms(q)) >= 1]
+    questions = [q.strip() for q in _QUESTION.findall(message) if terms(q)]
     if len(questions) <= 1 and len(message) < 300:
         return [message], ""
     if not questions:
         return [message], ""
     background = _QUESTION.sub(" ", message)
     return questions, " ".join(background.split())
+
+
+def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]) -> Sequence[dict[str, Any]]:
+    """The conversation one question of a several-question message continues: for a piece with at most one
+    word of its own ("What do juniors earn? And seniors?", "… format my resume? one page or two?"), the
+    message's question just before it too."""
+    if not before or len(terms(question)) > 1:
+        return history
+    return [*history, {"role": "user", "content": before[-1]}, {"role": "assistant", "content": ""}]
 
 
 def _merge(parts: list[tuple[str, Answer]]) -> Answer:
@@ -501,7 +536,7 @@ def small_talk(message: str) -> tuple[str | None, str]:
     for kind, pattern in _SMALL_TALK:
         match = pattern.match(rest)
         if match:
-            rest = rest[match.end():].strip(" ,.!?;:-")
+            rest = rest[match.end():].lstrip(" ,.!?;:-").strip()
             if rest and message.rstrip().endswith("?") and kind in ("thanks", "greeting"):
                 return None, rest  # "ok but what do they actually do all day?" asks something
             if not set(terms(rest)) - _PADDING:

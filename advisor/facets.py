@@ -1,4 +1,4 @@
-"""What a question pins down (the job, place or year it names), and whether a statement is about that."""
+"""What a question pins down (the job, place, employer or year it names), and whether a statement is about that."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ _BACKGROUND = re.compile(r"\b(i'?m|i am|im|i was|i work as|work(ing|ed)? as|as a
 
 @dataclass(frozen=True)
 class Facet:
-    """Something a question names that its answer must be about: a job ("data scientists"), a place ("Brazil")
-    or a year ("2035")."""
+    """Something a question names that its answer must be about: a job ("data scientists"), a place ("Brazil"),
+    a sector ("finance"), an employer ("Google") or a year ("2035")."""
 
     typed: str  # as the user wrote it
-    kind: str  # "job" | "place" | "year"
+    kind: str  # "job" | "place" | "sector" | "employer" | "year"
     variants: tuple[tuple[str, ...], ...]  # stem sequences; a text naming any one of them names the facet
 
     def known(self, vocabulary: Container[str]) -> bool:
@@ -59,11 +59,18 @@ def _lists() -> dict[str, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _place_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+def _name_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """(pattern, kind) for every place, sector and employer, longest first ("New York" before "York")."""
+    def pattern(name: str, capitals: bool) -> re.Pattern[str]:
+        return re.compile(rf"(?<![\w']){re.escape(name)}(?![\w'])", 0 if capitals else re.IGNORECASE)
+
+    lists = _lists()
     # A place in capitals whose lower case is an everyday word ("US" / "us") matches only in capitals.
-    return tuple((re.compile(rf"(?<![\w']){re.escape(p)}(?![\w'])",
-                             0 if p.isupper() and p.lower() in STOPWORDS else re.IGNORECASE), p)
-                 for p in sorted(_lists()["places"], key=len, reverse=True))
+    named = [(p, "place", p.isupper() and p.lower() in STOPWORDS) for p in lists["places"]]
+    named += [(e, "sector", False) for e in lists.get("sectors", ())]
+    named += [(e, "employer", False) for e in lists.get("employers", ())]
+    named += [(e, "employer", True) for e in lists.get("employers in capitals", ())]
+    return tuple((pattern(name, capitals), kind) for name, kind, capitals in sorted(named, key=lambda n: -len(n[0])))
 
 
 def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:
@@ -76,15 +83,15 @@ def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:
 
 
 def facets(question: str) -> list[Facet]:
-    """The jobs, places and years ``question`` names, in order (a job named as the asker's background left out)."""
+    """The jobs, places, employers and years ``question`` names, in order (a job named as the asker's background left out)."""
     found: list[tuple[int, Facet]] = []
     taken: list[tuple[int, int]] = []
-    for pattern, _ in _place_patterns():
+    for pattern, kind in _name_patterns():
         for m in pattern.finditer(question):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue  # "New York" already taken, not "York" again
             taken.append((m.start(), m.end()))
-            found.append((m.start(), Facet(m.group(), "place", _variants(m.group()))))
+            found.append((m.start(), Facet(m.group(), kind, _variants(m.group()))))
     for m in _YEAR.finditer(question):
         found.append((m.start(), Facet(m.group(), "year", ((m.group(),),))))
     heads = {w.lower() for w in _lists()["occupations"]}
@@ -110,7 +117,21 @@ def facets(question: str) -> list[Facet]:
                                            tuple(v + head for v in _variants(modifier)))))
         else:
             found.append((m.start(), Facet(m.group(), "job", (head,))))
-    return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+    told = _about_the_asker(question)
+    return [f for start, f in sorted(found, key=lambda pair: pair[0]) if not any(a <= start < b for a, b in told)]
+
+
+_SENTENCE = re.compile(r"[^.?!\n]+[.?!\n]*")
+_FIRST_PERSON = re.compile(r"\b(i|i'm|im|i've|i'd|my|me|we|we're|our)\b", re.IGNORECASE)
+
+
+def _about_the_asker(message: str) -> list[tuple[int, int]]:
+    """Spans of a message's sentences that tell about the asker rather than ask ("I'm an analyst at a retail
+    company. Should I …?"): what they name is background. Only in a message that asks in a sentence of its own."""
+    sentences = [(m.start(), m.end(), m.group().strip()) for m in _SENTENCE.finditer(message)]
+    if not any(text.endswith("?") for _, _, text in sentences):
+        return []
+    return [(a, b) for a, b, text in sentences if not text.endswith("?") and _FIRST_PERSON.search(text)]
 
 
 def _modifier(before: list[str]) -> str:

@@ -68,6 +68,12 @@ def lexicon() -> tuple[tuple[tuple[re.Pattern[str], ...], tuple[str, ...]], ...]
     return tuple(groups)
 
 
+@functools.lru_cache(maxsize=1)
+def lexicon_terms() -> frozenset[str]:
+    """The stems of every lexicon phrase: career concepts ("remote", "bootcamp"), whichever corpus is loaded."""
+    return frozenset(t for _, phrases in lexicon() for phrase in phrases for t in terms(phrase))
+
+
 def synonyms(question: str, known: Container[str]) -> dict[str, frozenset[str]]:
     """For each stem of the question's words that a lexicon group matches: the stems of the group's other
     phrases that the corpus uses (``known``). A phrase's own stems map to all of them."""

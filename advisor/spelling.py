@@ -8,8 +8,15 @@ from collections import Counter
 from collections.abc import Container, Iterable
 from importlib import resources
 
+from advisor.lexical import STOPWORDS, terms
+
 _WORD = re.compile(r"[A-Za-z]+")  # whole words: "PyTorch" is one word, not "Py" and "Torch"
-MIN_LENGTH = 4  # shorter words are too easily "corrected" into another word
+MIN_LENGTH = 4  # shorter words are too easily "corrected" into another word by edit distance
+# A shorter word that neither the corpus nor everyday English uses (rank past COMMON) is read as shorthand:
+# an acronym of a corpus phrase ("mle"), a typo of a function word ("wat", "hw"), or a corpus word cut short
+# ("eng", "exp") or without its vowels ("yrs", "lvl"). Everyday short words ("pay", "tax") are left alone.
+COMMON = 3000
+_VOWELS = frozenset("aeiou")
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +44,6 @@ def english_rank(word: str) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _english_stems() -> dict[str, int]:
-    from advisor.lexical import terms
 
     stems: dict[str, int] = {}
     for word, rank in _english().items():
@@ -58,9 +64,16 @@ class Speller:
     def __init__(self, texts: Iterable[str], extra: Iterable[str] = ()) -> None:
         from symspellpy import SymSpell
 
-        counts = Counter(w.lower() for text in texts for w in _WORD.findall(text))
+        texts_list = list(texts)
+        counts = Counter(w.lower() for text in texts_list for w in _WORD.findall(text))
         counts.update(w.lower() for w in extra)
         self.vocabulary = frozenset(counts)
+        self._acronyms = _acronyms(texts_list)
+        # Content words by first letter, most frequent first: where a word cut short is looked for.
+        self._by_initial: dict[str, list[str]] = {}
+        for word, _ in counts.most_common():
+            if len(word) >= MIN_LENGTH and word not in STOPWORDS:
+                self._by_initial.setdefault(word[0], []).append(word)
         self._symspell = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
         for word, count in counts.items():
             if len(word) >= MIN_LENGTH - 1:
@@ -69,12 +82,42 @@ class Speller:
     def word(self, word: str) -> str:
         """``word`` corrected, or unchanged when it is known, too short or has no close corpus word."""
         lower = word.lower()
-        if len(lower) < MIN_LENGTH or not lower.isalpha() or lower in self.vocabulary or lower in english_words():
+        if not lower.isalpha() or lower in self.vocabulary:
+            return word
+        if word.isupper() and len(word) > 1:
+            # "AWS", "MLE": an acronym typed as one, never a typo; two capitals ("UK", "AI") are names people know.
+            return self._acronyms.get(lower, word) if len(word) > 2 else word
+        if len(lower) < MIN_LENGTH:
+            return self._shorthand(lower) or word
+        if lower in english_words():
             return word
         from symspellpy import Verbosity
 
         found = self._symspell.lookup(lower, Verbosity.TOP, max_edit_distance=1 if len(lower) <= 5 else 2)
         return found[0].term if found else word
+
+    def _shorthand(self, lower: str) -> str | None:
+        """What a short word the corpus lacks stands for, if it reads as shorthand (see COMMON)."""
+        if len(lower) < 2 or lower in STOPWORDS or english_rank(lower) < COMMON:
+            return None
+        if lower in self._acronyms:
+            return self._acronyms[lower]
+        # A function word with a letter dropped ("wat", "hw", "wht"), the likeliest typo of a short word.
+        dropped = [w for w in STOPWORDS if len(w) == len(lower) + 1 and _one_edit(lower, w)]
+        if dropped:
+            return max(dropped, key=lambda w: (w[0] == lower[0], w))
+        if len(lower) < 3:
+            return None
+        candidates = self._by_initial.get(lower[0], [])
+        if not _VOWELS & set(lower[1:]):  # "yrs", "lvl": a word without its vowels
+            unvoweled = next((w for w in candidates if _in_order(lower[1:], _skeleton(w[1:]))), None)
+            if unvoweled:
+                return unvoweled
+        cut = next((w for w in candidates if w.startswith(lower)), None)  # "eng", "sal": a word cut short
+        if cut:
+            return cut
+        typos = [w for w in STOPWORDS if len(w) > 2 and _one_edit(lower, w)]  # "teh"
+        return max(typos, key=lambda w: (w[0] == lower[0], w)) if typos else None
 
     def __call__(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         """(``text`` with misspelled words corrected, the (typed, corrected) pairs)."""
@@ -87,3 +130,45 @@ class Speller:
             return fixed
 
         return re.sub(r"[A-Za-z]+", fix, text), tuple(changes)
+
+
+def _acronyms(texts: Iterable[str]) -> dict[str, str]:
+    """Initials of the corpus's phrases of two to four content words, said at least twice -> the most frequent
+    such phrase ("mle" -> "machine learning engineers")."""
+    phrases: Counter[str] = Counter()
+    for text in texts:
+        for run in re.split(r"[^A-Za-z ]+", text):
+            words = run.lower().split()
+            for n in (2, 3, 4):
+                for i in range(len(words) - n + 1):
+                    phrase = words[i:i + n]
+                    if not any(w in STOPWORDS or len(w) < 2 for w in phrase):
+                        phrases[" ".join(phrase)] += 1
+    found: dict[str, str] = {}
+    for phrase, count in phrases.most_common():
+        if count < 2:
+            break
+        found.setdefault("".join(w[0] for w in phrase.split()), phrase)
+    return found
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by one inserted, deleted, changed or swapped letter."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                                  and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def _skeleton(word: str) -> str:
+    return "".join(c for c in word if c not in _VOWELS)
+
+
+def _in_order(letters: str, word: str) -> bool:
+    """Whether ``letters`` occur in ``word`` in that order."""
+    rest = iter(word)
+    return all(c in rest for c in letters)

@@ -1,6 +1,6 @@
 import pytest
 
-from advisor.chat import MAX_QUESTION_CHARS, Advisor, small_talk
+from advisor.chat import MAX_QUESTION_CHARS, Advisor, small_talk, split_message
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,29 @@ def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
 
 def test_a_greeting_before_a_question_still_answers_it(advisor):
     question = "what do ML engineers earn at the senior level"
-    assert small_talk(f"Hi, {question}?") == (None, question)
+    assert small_talk(f"Hi, {question}?") == (None, f"{question}?")  # the question mark kept: it marks the question
     answer = advisor.ask("Hi, what do ML engineers earn at the senior level?")
     assert answer.grounded and "$170,000" in answer.text
+
+
+def test_a_greeting_before_a_long_message_keeps_its_question_apart_from_the_background(advisor):
+    background = "I'm 34 and have worked in customer support for ten years, mostly on billing tickets. " * 4
+    message = f"Hi, {background}What do entry-level ML engineers earn?"
+    assert split_message(small_talk(message)[1]) == (["What do entry-level ML engineers earn?"], background.strip())
+    assert "$85,000" in advisor.ask(message).text
+
+
+def test_a_one_word_piece_of_a_message_continues_the_question_before_it(advisor):
+    answer = advisor.ask("What do entry-level ML engineers earn? And seniors?")
+    first, second = answer.text.split("**And seniors?**")
+    assert "$85,000" in first and "$170,000" in second
+
+
+def test_an_employer_or_sector_the_documents_never_name_is_declined_by_name(advisor):
+    google = advisor.ask("How much does Google pay its machine learning engineers?")
+    assert google.kind == "out_of_scope" and "“Google”" in google.text and "$" not in google.text
+    government = advisor.ask("What percentage of ML engineers work in government?")
+    assert government.kind == "out_of_scope" and "“government”" in government.text
 
 
 def test_followups_use_the_conversation(advisor):

@@ -38,3 +38,12 @@ def test_a_facet_is_named_by_any_way_of_saying_it_words_adjacent():
 def test_a_facet_is_known_only_if_the_corpus_uses_its_words():
     (brazil,) = facets("what about in Brazil?")
     assert not brazil.known({"salari", "engin"}) and brazil.known({"brazil"})
+
+
+def test_employers_and_sectors_a_question_names():
+    assert named("how much does google pay its ML engineers") == [("google", "employer"), ("ML engineers", "job")]
+    assert named("What do ML engineers do in healthcare or finance?") == [
+        ("ML engineers", "job"), ("healthcare", "sector"), ("finance", "sector")]
+    # A name that is also an everyday word counts only in capitals.
+    assert named("ML jobs at Apple") == [("Apple", "employer")]
+    assert named("is an apple a day enough for ML engineers") == [("ML engineers", "job")]

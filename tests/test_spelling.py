@@ -22,3 +22,24 @@ def test_known_english_and_short_words_are_left_alone():
 def test_english_rank_tells_common_from_specific_words():
     assert english_rank("the") < english_rank("necessary") < 3000 < english_rank("nurse")
     assert english_rank("zzzqx") > 10**6
+
+
+SHORTHAND_TEXTS = ["Machine learning engineers earn well. Years of experience matter for machine learning engineers.",
+                   "A machine learning engineer at entry level; the level and years of a data scientist."]
+
+
+def test_shorthand_the_corpus_lacks_is_read_as_the_corpus_words_it_stands_for():
+    speller = Speller(SHORTHAND_TEXTS)
+    assert speller("mle pay")[0] == "machine learning engineers pay"  # an acronym of a corpus phrase
+    assert speller("entry lvl")[0] == "entry level"  # a word without its vowels
+    assert speller("5 yrs")[0] == "5 years"
+    assert speller("senior eng")[0] == "senior engineers"  # a corpus word cut short
+    assert speller("wat do they earn")[0] == "what do they earn"  # a function word with a letter dropped
+    assert speller("hw much")[0] == "how much"
+
+
+def test_everyday_short_words_and_acronyms_in_capitals_are_not_shorthand():
+    speller = Speller(SHORTHAND_TEXTS)
+    assert speller("tax pay job")[0] == "tax pay job"  # common English words, even if the corpus lacks them
+    assert speller("is AWS popular")[0] == "is AWS popular"  # not "was": typed in capitals, it is a name
+    assert speller("MLE pay")[0] == "machine learning engineers pay"
