@@ -38,6 +38,7 @@ RELATED = 0.45  # cosine below which the words found must carry the answer
 FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 COMMON = 3000
+QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
 _ADVICE = re.compile(r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
                      r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b", re.IGNORECASE)
@@ -282,27 +283,19 @@ class Advisor:
         said = _shingles(re.sub(r"\[\d+\]", " ", query.previous_answer))
         if not said:
             return []
-        shared: dict[int, int] = {}
-        for shingle in said:
-            for chunk_id in self._passages_saying.get(shingle, ()):
-                shared[chunk_id] = shared.get(chunk_id, 0) + 1
+        # The passages it quoted are among those whose words best match it: look only at those (BM25 on the
+        # answer's words), so a follow-up costs the same whatever the size of the corpus.
+        retriever = self.retriever
+        matching = retriever.lexical.scores(dict.fromkeys(terms(query.previous_answer), 1.0))
+        candidates = [retriever.ids[p] for p in np.argsort(-matching)[:QUOTED_POOL] if matching[p] > 0]
         found = []
         floor = min((h.score for h in hits[:PASSAGES]), default=0.0)
-        chunks = self.retriever.index.chunks
-        for chunk_id in sorted(c for c, n in shared.items() if n >= 2):
-            known = next((h for h in hits if h.chunk.id == chunk_id), None)
-            found.append(known or Hit(chunks[chunk_id], floor, len(hits) + len(found) + 1))
+        for chunk_id in sorted(candidates):
+            chunk = retriever.index.chunks[chunk_id]
+            if len(said & _shingles(chunk.text)) >= 2:
+                known = next((h for h in hits if h.chunk.id == chunk_id), None)
+                found.append(known or Hit(chunk, floor, len(hits) + len(found) + 1))
         return found[:3]
-
-    @functools.cached_property
-    def _passages_saying(self) -> dict[tuple[str, ...], tuple[int, ...]]:
-        """Each three-word run of the corpus -> the passages it occurs in (a follow-up finds the passages the
-        last answer quoted without reading every passage)."""
-        found: dict[tuple[str, ...], list[int]] = {}
-        for chunk_id, chunk in self.retriever.index.chunks.items():
-            for shingle in _shingles(chunk.text):
-                found.setdefault(shingle, []).append(chunk_id)
-        return {shingle: tuple(ids) for shingle, ids in found.items()}
 
     def _statement_vectors(self, hit: Hit, units: list[Unit]) -> np.ndarray:
         vectors = self.retriever.index.statements.of(hit.chunk.id)

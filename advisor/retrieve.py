@@ -27,11 +27,11 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
-        self._ids = sorted(index.chunks)
-        self._position = {chunk_id: p for p, chunk_id in enumerate(self._ids)}
-        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
+        self.ids = sorted(index.chunks)  # passage ids in the order of BM25's rows
+        self._position = {chunk_id: p for p, chunk_id in enumerate(self.ids)}
+        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self.ids])
         # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
-        self.speller = Speller(index.chunks[i].embedding_text for i in self._ids)
+        self.speller = Speller(index.chunks[i].embedding_text for i in self.ids)
         self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -53,7 +53,7 @@ class Retriever:
         dense = self._dense(vector)
         all_lexical = self.lexical.scores(query.weights)
         top_lexical = [p for p in np.argsort(-all_lexical)[:POOL] if all_lexical[p] > 0]
-        candidates = list(dict.fromkeys([*dense, *(self._ids[p] for p in top_lexical)]))
+        candidates = list(dict.fromkeys([*dense, *(self.ids[p] for p in top_lexical)]))
         only_lexical = [i for i in candidates if i not in dense]
         if only_lexical:  # found by BM25 only: their cosines still count
             dense.update(zip(only_lexical, (self.index.store.vectors(only_lexical) @ vector[0]).tolist()))
