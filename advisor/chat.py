@@ -13,7 +13,7 @@ import numpy as np
 from advisor.answer import (PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators,
                             rank_statements)
 from advisor.config import Settings
-from advisor.facets import Facet, facets, statement_words
+from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
 from advisor.query import Query, build_query, content_words, lexicon_terms
@@ -285,13 +285,10 @@ class Advisor:
             return []
         # The passages it quoted are among those whose words best match it: look only at those (BM25 on the
         # answer's words), so a follow-up costs the same whatever the size of the corpus.
-        retriever = self.retriever
-        matching = retriever.lexical.scores(dict.fromkeys(terms(query.previous_answer), 1.0))
-        candidates = [retriever.ids[p] for p in np.argsort(-matching)[:QUOTED_POOL] if matching[p] > 0]
         found = []
         floor = min((h.score for h in hits[:PASSAGES]), default=0.0)
-        for chunk_id in sorted(candidates):
-            chunk = retriever.index.chunks[chunk_id]
+        for chunk_id in sorted(self.retriever.matching(query.previous_answer, QUOTED_POOL)):
+            chunk = self.retriever.index.chunks[chunk_id]
             if len(said & _shingles(chunk.text)) >= 2:
                 known = next((h for h in hits if h.chunk.id == chunk_id), None)
                 found.append(known or Hit(chunk, floor, len(hits) + len(found) + 1))
@@ -507,7 +504,7 @@ def _passage_stems(chunk: Chunk) -> list[str]:
 @functools.lru_cache(maxsize=4096)
 def _places(text: str) -> frozenset[tuple[str, ...]]:
     """Every way of saying each place a passage names."""
-    return frozenset(v for f in facets(text) if f.kind == "place" for v in f.variants)
+    return frozenset(v for f in named(text) if f.kind == "place" for v in f.variants)
 
 
 def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:

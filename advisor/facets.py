@@ -83,22 +83,34 @@ def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:
 
 
 def facets(question: str) -> list[Facet]:
-    """The jobs, places, employers and years ``question`` names, in order (a job named as the asker's background left out)."""
+    """The jobs, places, sectors, employers and years ``question`` asks about, in order: what it names, less what
+    it names as the asker's background ("I'm a nurse", "I'm an analyst at a retail company. Should I …?")."""
+    told = _about_the_asker(question)
+    return [f for start, f in _named(question) if not any(a <= start < b for a, b in told)]
+
+
+def named(text: str) -> list[Facet]:
+    """The jobs, places, sectors, employers and years any text names (a passage, say), in order."""
+    return [f for _, f in _named(text)]
+
+
+def _named(text: str) -> list[tuple[int, Facet]]:
+    """(where, facet) for each thing ``text`` names, in order (a job named as the asker's own left out)."""
     found: list[tuple[int, Facet]] = []
     taken: list[tuple[int, int]] = []
     for pattern, kind in _name_patterns():
-        for m in pattern.finditer(question):
+        for m in pattern.finditer(text):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue  # "New York" already taken, not "York" again
             taken.append((m.start(), m.end()))
             found.append((m.start(), Facet(m.group(), kind, _variants(m.group()))))
-    for m in _YEAR.finditer(question):
+    for m in _YEAR.finditer(text):
         found.append((m.start(), Facet(m.group(), "year", ((m.group(),),))))
     heads = {w.lower() for w in _lists()["occupations"]}
     levels = {w.lower() for w in _lists()["levels"]}
-    words = list(_WORD.finditer(question))
+    words = list(_WORD.finditer(text))
     for i, m in enumerate(words):
-        if m.group().lower() not in heads or _BACKGROUND.search(question[:m.start()]):
+        if m.group().lower() not in heads or _BACKGROUND.search(text[:m.start()]):
             continue
         # The words just before the head say which job it is ("data scientist", "machine learning engineer");
         # a level ("senior") or a function word ends them.
@@ -106,7 +118,7 @@ def facets(question: str) -> list[Facet]:
         nxt = m
         for w in reversed(words[max(0, i - 3):i]):
             lowered = w.group().lower()
-            if lowered in STOPWORDS or lowered in levels or question[w.end():nxt.start()].strip():
+            if lowered in STOPWORDS or lowered in levels or text[w.end():nxt.start()].strip():
                 break
             before.insert(0, w.group())
             nxt = w
@@ -117,8 +129,7 @@ def facets(question: str) -> list[Facet]:
                                            tuple(v + head for v in _variants(modifier)))))
         else:
             found.append((m.start(), Facet(m.group(), "job", (head,))))
-    told = _about_the_asker(question)
-    return [f for start, f in sorted(found, key=lambda pair: pair[0]) if not any(a <= start < b for a, b in told)]
+    return sorted(found, key=lambda pair: pair[0])
 
 
 _SENTENCE = re.compile(r"[^.?!\n]+[.?!\n]*")

@@ -8,7 +8,7 @@ from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
 from advisor.errors import CorpusEmpty
 from advisor.index import Index
-from advisor.lexical import LexicalIndex
+from advisor.lexical import LexicalIndex, terms
 from advisor.query import Query, build_query
 from advisor.spelling import Speller
 from advisor.types import Hit
@@ -27,11 +27,11 @@ class Retriever:
     def __init__(self, index: Index, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
-        self.ids = sorted(index.chunks)  # passage ids in the order of BM25's rows
-        self._position = {chunk_id: p for p, chunk_id in enumerate(self.ids)}
-        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self.ids])
+        self._ids = sorted(index.chunks)
+        self._position = {chunk_id: p for p, chunk_id in enumerate(self._ids)}
+        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
         # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
-        self.speller = Speller(index.chunks[i].embedding_text for i in self.ids)
+        self.speller = Speller(index.chunks[i].embedding_text for i in self._ids)
         self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -53,7 +53,7 @@ class Retriever:
         dense = self._dense(vector)
         all_lexical = self.lexical.scores(query.weights)
         top_lexical = [p for p in np.argsort(-all_lexical)[:POOL] if all_lexical[p] > 0]
-        candidates = list(dict.fromkeys([*dense, *(self.ids[p] for p in top_lexical)]))
+        candidates = list(dict.fromkeys([*dense, *(self._ids[p] for p in top_lexical)]))
         only_lexical = [i for i in candidates if i not in dense]
         if only_lexical:  # found by BM25 only: their cosines still count
             dense.update(zip(only_lexical, (self.index.store.vectors(only_lexical) @ vector[0]).tolist()))
@@ -64,6 +64,11 @@ class Retriever:
         return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
                 for rank, i in enumerate(best, start=1)]
 
+
+    def matching(self, text: str, k: int) -> list[int]:
+        """The ids of the ``k`` passages whose words best match ``text`` (BM25, every word alike), best first."""
+        scores = self.lexical.scores(dict.fromkeys(terms(text), 1.0))
+        return [self._ids[p] for p in np.argsort(-scores)[:k] if scores[p] > 0]
 
     def embed(self, text: str) -> np.ndarray:
         """The query vector of ``text`` (1, dim); the last few are kept, as answering embeds the same text again."""

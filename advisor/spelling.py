@@ -68,7 +68,7 @@ class Speller:
         counts = Counter(w.lower() for text in texts_list for w in _WORD.findall(text))
         counts.update(w.lower() for w in extra)
         self.vocabulary = frozenset(counts)
-        self._acronyms = _acronyms(texts_list)
+        self._texts = texts_list  # for the acronyms, read only once a word needs them
         # Content words by first letter, most frequent first: where a word cut short is looked for.
         self._by_initial: dict[str, list[str]] = {}
         for word, _ in counts.most_common():
@@ -78,6 +78,10 @@ class Speller:
         for word, count in counts.items():
             if len(word) >= MIN_LENGTH - 1:
                 self._symspell.create_dictionary_entry(word, count)
+
+    @functools.cached_property
+    def _acronyms(self) -> dict[str, str]:
+        return _acronyms(self._texts)
 
     def word(self, word: str) -> str:
         """``word`` corrected, or unchanged when it is known, too short or has no close corpus word."""
@@ -102,10 +106,11 @@ class Speller:
             return None
         if lower in self._acronyms:
             return self._acronyms[lower]
+        near = [w for w in STOPWORDS if len(w) > 1 and _one_edit(lower, w)]  # function words one edit away
         # A function word with a letter dropped ("wat", "hw", "wht"), the likeliest typo of a short word.
-        dropped = [w for w in STOPWORDS if len(w) == len(lower) + 1 and _one_edit(lower, w)]
+        dropped = [w for w in near if len(w) == len(lower) + 1]
         if dropped:
-            return max(dropped, key=lambda w: (w[0] == lower[0], w))
+            return _likeliest(dropped, lower)
         if len(lower) < 3:
             return None
         candidates = self._by_initial.get(lower[0], [])
@@ -116,8 +121,8 @@ class Speller:
         cut = next((w for w in candidates if w.startswith(lower)), None)  # "eng", "sal": a word cut short
         if cut:
             return cut
-        typos = [w for w in STOPWORDS if len(w) > 2 and _one_edit(lower, w)]  # "teh"
-        return max(typos, key=lambda w: (w[0] == lower[0], w)) if typos else None
+        typos = [w for w in near if len(w) > 2]  # "teh"
+        return _likeliest(typos, lower) if typos else None
 
     def __call__(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         """(``text`` with misspelled words corrected, the (typed, corrected) pairs)."""
@@ -150,6 +155,11 @@ def _acronyms(texts: Iterable[str]) -> dict[str, str]:
             break
         found.setdefault("".join(w[0] for w in phrase.split()), phrase)
     return found
+
+
+def _likeliest(words: list[str], typed: str) -> str:
+    """Of several words a typo may stand for, the one starting with the same letter (then the last in order)."""
+    return max(words, key=lambda w: (w[0] == typed[0], w))
 
 
 def _one_edit(a: str, b: str) -> bool:

@@ -1,4 +1,5 @@
 from advisor.facets import facets, statement_words
+from advisor.facets import named as named_in_text
 
 
 def named(question):
@@ -47,3 +48,9 @@ def test_employers_and_sectors_a_question_names():
     # A name that is also an everyday word counts only in capitals.
     assert named("ML jobs at Apple") == [("Apple", "employer")]
     assert named("is an apple a day enough for ML engineers") == [("ML engineers", "job")]
+
+
+def test_background_sentences_are_left_out_of_a_question_not_out_of_a_passage():
+    text = "We surveyed people in Germany. What do they earn in Canada?"
+    assert [(f.typed, f.kind) for f in named_in_text(text)] == [("Germany", "place"), ("Canada", "place")]
+    assert named(text) == [("Canada", "place")]

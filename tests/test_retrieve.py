@@ -20,7 +20,7 @@ def test_users_words_reach_the_articles_words(seed_settings):
     # "myths" is never used by the corpus: its translation carries the lexical ranking.
     query = build_query("what myths do people believe about ML engineers", known=retriever.lexical.df)
     scores = retriever.lexical.scores(query.weights)
-    assert "misconception" in retriever.index.chunks[retriever.ids[int(scores.argmax())]].text
+    assert "misconception" in retriever.index.chunks[retriever._ids[int(scores.argmax())]].text
 
 
 def test_a_followup_query_retrieves_what_the_conversation_is_about(seed_settings):
