@@ -203,9 +203,8 @@ def _table_reading(ranked: list[Statement], question: str) -> list[Statement] | 
     computed from the parsed table. None when the question is no such question or no table is on topic."""
     lead = ranked[0]
     ordinal = next((n for word, n in _ORDINALS.items() if re.search(rf"\b{word}\b", question, re.IGNORECASE)), None)
-    most, least = bool(_MOST.search(question)), bool(_LEAST.search(question))
     above, below = _ABOVE.search(question), _BELOW.search(question)
-    if not (ordinal or most or least or above or below):
+    if not (ordinal or _MOST.search(question) or _LEAST.search(question) or above or below):
         return None
     # The table must be about the question: one of its rows or the table itself close to the lead.
     candidates = [s for s in ranked[:12] if s.unit.table is not None and s.score >= RUNNER_UP * lead.score]
@@ -214,12 +213,20 @@ def _table_reading(ranked: list[Statement], question: str) -> list[Statement] | 
     best = candidates[0]
     table = best.unit.table
     assert table is not None
+    # Words of the table's own title or header are its name, not the question's operator: "Of the top
+    # industries …, which has the smallest share?" asks for the smallest.
+    named = f" {' '.join(re.findall(r'[a-z]+', f'{table.title} {table.header}'.lower()))} "
+    most = any(f" {m.group().lower()} " not in named for m in _MOST.finditer(question))
+    least = any(f" {m.group().lower()} " not in named for m in _LEAST.finditer(question))
+    if not (ordinal or most or least or above or below):
+        return None
     rows = list(table.rows)
     picked: list[int] = []
     note = ""
     if above or below:
         bound = to_number((above or below).group(2))  # type: ignore[union-attr]
-        picked = [i for i, row in enumerate(rows) if _in_range(row, bound, above is not None)]
+        inclusive = (above or below).group(1).lower() in ("at least", "at most")  # type: ignore[union-attr]
+        picked = [i for i, row in enumerate(rows) if _in_range(row, bound, above is not None, inclusive)]
         note = f"{(above or below).group(0)}"  # type: ignore[union-attr]
     else:
         mentioned = _mentioned_rows(rows, question)
@@ -273,13 +280,19 @@ def _mentioned_rows(rows: list[Row], question: str) -> list[int]:
     return found
 
 
-def _in_range(row: Row, bound: float | None, above: bool) -> bool:
-    """Whether a row labelled with a number or range ("55+", "25-34", "Over 10 years") lies above/below ``bound``."""
+def _in_range(row: Row, bound: float | None, above: bool, inclusive: bool = False) -> bool:
+    """Whether a row labelled with a number or range ("55+", "25-34", "Over 10 years") lies above/below ``bound``;
+    for a row labelled with words ("Retail 15%"), whether its value does ("more than 15 percent": strictly,
+    unless ``inclusive``, "at least 15")."""
     if bound is None or not row.label:
         return False
     match = _LABEL_RANGE.match(row.label)
     if not match:
-        return False
+        value = row.number()
+        if value is None:
+            return False
+        return (value >= bound if above else value <= bound) if inclusive else \
+            (value > bound if above else value < bound)
     low = to_number(match.group(1))
     high = None if match.group(2) else to_number(match.group(3)) if match.group(3) else low
     if low is None:
@@ -373,6 +386,14 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
                 pieces[-1] = f"{previous.unit.context.rstrip(':. ')} [{n}]:\n- {clean(previous.unit.text)}"
             pieces[-1] += f"\n- {clean(statement.unit.text)}"
             continue
+        if i and _same_table(chosen[i - 1], statement):
+            # Rows of one table ("more than 15 percent": three rows) are listed under its title once.
+            previous = chosen[i - 1]
+            if not (i > 1 and _same_table(chosen[i - 2], previous)):
+                title = clean(previous.unit.table.title).rstrip(":. ")  # type: ignore[union-attr]
+                pieces[-1] = f"{title} [{n}]:\n- {clean(previous.display or previous.unit.text)}"
+            pieces[-1] += f"\n- {clean(statement.display or statement.unit.text)}"
+            continue
         pieces.append(with_marker(statement, n))
     citations = []
     for chunk_id, n in numbers.items():
@@ -386,6 +407,12 @@ def _same_list(a: Statement, b: Statement) -> bool:
     """Whether ``b`` is an item of the same list as item ``a``, said as written."""
     return (a.unit.kind == b.unit.kind == "item" and not b.display and a.hit is b.hit
             and a.unit.block == b.unit.block)
+
+
+def _same_table(a: Statement, b: Statement) -> bool:
+    """Whether ``b`` is a row of the same titled table as row ``a``."""
+    return (a.unit.kind == b.unit.kind == "row" and a.unit.table is not None and a.unit.table is b.unit.table
+            and bool(a.unit.table.title) and a.hit is b.hit)
 
 
 def _quotes(statement: Statement) -> list[str]:

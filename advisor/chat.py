@@ -43,6 +43,7 @@ QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 _ADVICE = re.compile(r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
                      r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b", re.IGNORECASE)
 _QUESTION = re.compile(r"[^.?!\n]*\?")
+_ASKS_FOR_QUESTIONS = re.compile(r"\b(questions?|ask|asks|asked|asking)\b", re.IGNORECASE)  # "what do interviews ask?"
 
 _SMALL_TALK = [
     ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
@@ -163,6 +164,10 @@ class Advisor:
         if query.followup:
             vectors.append(self.retriever.embed(query.text))
         ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
+        if not _ASKS_FOR_QUESTIONS.search(query.text):  # the conversation so far, for a follow-up
+            # A statement that is itself a question (an interview question the documents list, an FAQ heading
+            # said in the text) answers nothing: "What is overfitting?" listed is no answer to "explain overfitting".
+            ranked = [s for s in ranked if not s.unit.text.rstrip().endswith("?")]
         if not ranked:
             return self.decline(query, hits), query, hits
         # A question naming a job, place, employer or year is answered only by statements about it ("data scientists' pay"
@@ -185,9 +190,7 @@ class Advisor:
             restricted, ranked = fitting[0] is not ranked[0], fitting
         # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
         # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
-        # A statement that is itself a question ("How long does it take …?", an FAQ heading said in the text)
-        # answers nothing: the statements after it do.
-        lead = next((s for s in ranked if not s.unit.text.rstrip().endswith("?")), ranked[0])
+        lead = ranked[0]
         own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
         if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
             # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
@@ -258,8 +261,8 @@ class Advisor:
         return left
 
     def _query(self, question: str, history: Sequence[dict[str, Any]], background: str = "") -> Query:
-        known = self.retriever.lexical.df
-        query = build_query(question, history, known=known, correct=self.retriever.speller)
+        words = {"known": self.retriever.lexical.df, "correct": self.retriever.speller, "kin": self.retriever.kin}
+        query = build_query(question, history, **words)
         if background:
             weights = dict(query.weights)
             for term in terms(self.retriever.speller(background)[0]):
@@ -273,7 +276,7 @@ class Advisor:
                 return query
             standalone = standalone.splitlines()[0][:300] if standalone else ""
             if standalone:
-                return build_query(standalone, (), known=known, correct=self.retriever.speller)
+                return build_query(standalone, (), **words)
         return query
 
     def _cited_before(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:

@@ -20,7 +20,7 @@ STOPWORDS = frozenset(
     that the their them then there these they thing things this those through to too under until up us very want
     was way we were what whats when where which while who whom whose why will with would yes yet you your usual
     usually typical typically generally basically actually exactly ever mostly many good true false correct
-    right indeed
+    right indeed often always never sometimes rarely seldom
     i'm im i've ive i'd i'll can't cant don't dont won't isn't doesn't didn't aren't wasn't you're we're they're
     that's there's what's how's let's lol haha btw pls plz u ur thx
     """.split()

@@ -8,6 +8,7 @@ from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
 from advisor.errors import CorpusEmpty
 from advisor.index import Index
+from advisor.kin import Kin
 from advisor.lexical import LexicalIndex, terms
 from advisor.query import Query, build_query
 from advisor.spelling import Speller
@@ -32,6 +33,8 @@ class Retriever:
         self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
         # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
         self.speller = Speller(index.chunks[i].embedding_text for i in self._ids)
+        # A question's word the corpus never uses is looked up among the corpus's words by meaning ("hires").
+        self.kin = Kin((index.chunks[i].embedding_text for i in self._ids), embedder.embed_passages)
         self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -46,7 +49,7 @@ class Retriever:
                 f"no documents are indexed in {self.index.directory} yet; add .txt, .md, .html or .pdf files "
                 "to the corpus folder and run `python -m advisor index`"
             )
-        query = build_query(query, known=self.lexical.df, correct=self.speller) if isinstance(query, str) else query
+        query = build_query(query, known=self.lexical.df, correct=self.speller, kin=self.kin) if isinstance(query, str) else query
         if not query.question.strip():
             return []
         vector = self.embed(query.text)

@@ -47,7 +47,9 @@ class AdvisorService:
         self._state = RebuildState(False, "")
 
     def _load(self) -> Advisor:
-        return Advisor(self.settings, retriever=Retriever.open(self.settings))
+        retriever = Retriever.open(self.settings)
+        retriever.kin.warm()  # the corpus's words embedded now, not when someone first types a word it lacks
+        return Advisor(self.settings, retriever=retriever)
 
     @property
     def advisor(self) -> Advisor:

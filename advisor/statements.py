@@ -11,7 +11,7 @@ from advisor.split import parse_blocks
 from advisor.types import Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
-STATEMENTS_VERSION = 5
+STATEMENTS_VERSION = 6
 
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
@@ -127,13 +127,22 @@ def _with_embed(unit: Unit, embed: str) -> Unit:
 def _paragraph_units(chunk_id: int, body: str, heading: str, b: int) -> Iterator[Unit]:
     groups = sentence_groups(body)
     question = heading if heading.endswith("?") else ""
+    asked = ""
+    if not question and len(groups) > 1 and len(groups[0]) == 1 and groups[0][0].rstrip().endswith("?"):
+        # A paragraph that opens with a question ("Can analysts work from home? Often, yes. About 35% …") is an
+        # FAQ said in the text: the question is the heading of the sentences after it ("Often, yes" needs it).
+        asked = clean(groups[0][0])
     if question and len(groups) > 1:
         # An FAQ answer is one statement too: the question it answers goes into its vector.
         said = clean(body)
         yield Unit(chunk_id, "answer", said, (body,), question, f"{question} {said}", b)
+    elif asked and len(groups) > 2:
+        rest = [s for group in groups[1:] for s in group]
+        said = clean(" ".join(rest))
+        yield Unit(chunk_id, "answer", said, tuple(rest), asked, f"{asked} {said}", b)
     for i, group in enumerate(groups):
         said = clean(" ".join(group))
-        context = heading
+        context = asked if asked and i else heading
         yield Unit(chunk_id, "sentence", said, tuple(group), context, f"{context}: {said}" if context else said, b, i)
 
 

@@ -103,6 +103,15 @@ def test_table_questions_are_computed_from_the_rows(advisor):
     assert "Finance" in second.text
     older = advisor.ask("what share of ML engineers are over 55?")
     assert "3%" in older.text
+    # "top" names the table ("World's Top Industries …"); the question asks for the smallest.
+    smallest = advisor.ask("Of the top industries employing ML engineers, which one has the smallest share?")
+    assert "Manufacturing" in smallest.text and "Information Technology" not in smallest.text
+    ordinal = advisor.ask("what's the 2nd biggest industry for machine learning engineer jobs")
+    assert "Finance" in ordinal.text and "Information Technology" not in ordinal.text
+    # A range over the values of a table labelled with words, rows listed under the table's title once.
+    above = advisor.ask("Which industries employ more than 15 percent of ML engineers?")
+    assert all(k in above.text for k in ("Information Technology", "Finance", "Healthcare"))
+    assert "Retail" not in above.text and above.text.count("World’s Top Industries") == 1
 
 
 def test_typos_and_terse_keyword_queries_are_answered(advisor):

@@ -119,3 +119,20 @@ def test_empty_and_oversized_messages(advisor):
     assert huge.kind == "too_long" and not huge.citations
     assert f"under {MAX_QUESTION_CHARS:,} characters" in huge.text and "25,04" in huge.text
     assert MAX_QUESTION_CHARS == 4000
+
+
+def test_a_word_the_documents_say_differently_is_answered_in_their_words(advisor):
+    # The documents never say "fails"; they say "failure", and answer this among their misconceptions.
+    answer = advisor.ask("if an ML project fails, is it all on the ML engineer?")
+    assert answer.grounded and "solely responsible" in answer.text and not answer.note
+
+
+def test_a_question_the_documents_only_list_is_not_answered_by_listing_it(advisor):
+    # The documents list "What is overfitting?" among interview questions; they never explain it.
+    assert not advisor.ask("can you explain what overfitting is and how to prevent it?").grounded
+    listed = advisor.ask("what interview questions might an ML engineer get?")
+    assert listed.grounded and "overfitting" in listed.text
+    # In a conversation about the questions, the listed questions are the answer.
+    asked_before = history("what interview questions might an ML engineer get?")
+    others = advisor.ask("any others besides precision and recall?", asked_before)
+    assert others.grounded and {c.chunk.id for c in others.citations} <= {c.chunk.id for c in listed.citations}

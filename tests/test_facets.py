@@ -54,3 +54,7 @@ def test_background_sentences_are_left_out_of_a_question_not_out_of_a_passage():
     text = "We surveyed people in Germany. What do they earn in Canada?"
     assert [(f.typed, f.kind) for f in named_in_text(text)] == [("Germany", "place"), ("Canada", "place")]
     assert named(text) == [("Canada", "place")]
+
+
+def test_an_adverb_before_a_job_word_is_not_part_of_the_job():
+    assert named("which certification ranks second in how often engineers hold it") == [("engineers", "job")]

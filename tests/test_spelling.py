@@ -43,3 +43,10 @@ def test_everyday_short_words_and_acronyms_in_capitals_are_not_shorthand():
     assert speller("tax pay job")[0] == "tax pay job"  # common English words, even if the corpus lacks them
     assert speller("is AWS popular")[0] == "is AWS popular"  # not "was": typed in capitals, it is a name
     assert speller("MLE pay")[0] == "machine learning engineers pay"
+
+
+def test_contractions_and_words_joined_to_digits_are_never_corrected():
+    speller = Speller(TEXTS + ["The instructions are long."])
+    assert speller("Isn't it hard?")[0] == "Isn't it hard?"  # not "instructions't"
+    assert speller("the 2nd biggest, 10k, H1B")[0] == "the 2nd biggest, 10k, H1B"
+    assert speller("a senoir engineer's salery")[0] == "a senior engineer's salary"

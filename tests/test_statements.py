@@ -33,3 +33,12 @@ def test_tables_parse_delimited_and_flattened_rows():
 
 def test_numbers_are_read_with_their_scale():
     assert to_number("$96.7 billion") == 96.7e9 and to_number("43.8%") == 43.8 and to_number("none") is None
+
+
+def test_a_paragraph_opening_with_a_question_is_an_faq_said_in_the_text():
+    text = "Can analysts work from home? Often, yes. About 35% of postings were fully remote."
+    units = units_of(chunk(text, "Guide › Work"))
+    short = next(u for u in units if u.text == "Often, yes.")
+    assert short.context == "Can analysts work from home?" and "Can analysts work from home?: Often, yes." in short.embed
+    answer = next(u for u in units if u.kind == "answer")
+    assert answer.context == "Can analysts work from home?" and "35%" in answer.text
