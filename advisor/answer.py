@@ -379,19 +379,13 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
         n = numbers.setdefault(chunk_id, len(numbers) + 1)
         quotes.setdefault(chunk_id, [])
         quotes[chunk_id] += [q for q in _quotes(statement) if q not in quotes[chunk_id]]
-        if i and _same_list(chosen[i - 1], statement):
-            # Items of one list are said under their lead-in once: "Lead-in [1]:\n- item\n- item".
+        under = _listed_under(chosen[i - 1], statement) if i else ""
+        if under:
+            # Items of one list, rows of one table, are said under their lead-in or title once:
+            # "Lead-in [1]:\n- item\n- item".
             previous = chosen[i - 1]
-            if not (i > 1 and _same_list(chosen[i - 2], previous)):
-                pieces[-1] = f"{previous.unit.context.rstrip(':. ')} [{n}]:\n- {clean(previous.unit.text)}"
-            pieces[-1] += f"\n- {clean(statement.unit.text)}"
-            continue
-        if i and _same_table(chosen[i - 1], statement):
-            # Rows of one table ("more than 15 percent": three rows) are listed under its title once.
-            previous = chosen[i - 1]
-            if not (i > 1 and _same_table(chosen[i - 2], previous)):
-                title = clean(previous.unit.table.title).rstrip(":. ")  # type: ignore[union-attr]
-                pieces[-1] = f"{title} [{n}]:\n- {clean(previous.display or previous.unit.text)}"
+            if not (i > 1 and _listed_under(chosen[i - 2], previous)):
+                pieces[-1] = f"{under} [{n}]:\n- {clean(previous.display or previous.unit.text)}"
             pieces[-1] += f"\n- {clean(statement.display or statement.unit.text)}"
             continue
         pieces.append(with_marker(statement, n))
@@ -403,16 +397,15 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
     return Answer(text, tuple(citations), kind="answer", hits=tuple(hits))
 
 
-def _same_list(a: Statement, b: Statement) -> bool:
-    """Whether ``b`` is an item of the same list as item ``a``, said as written."""
-    return (a.unit.kind == b.unit.kind == "item" and not b.display and a.hit is b.hit
-            and a.unit.block == b.unit.block)
-
-
-def _same_table(a: Statement, b: Statement) -> bool:
-    """Whether ``b`` is a row of the same titled table as row ``a``."""
-    return (a.unit.kind == b.unit.kind == "row" and a.unit.table is not None and a.unit.table is b.unit.table
-            and bool(a.unit.table.title) and a.hit is b.hit)
+def _listed_under(a: Statement, b: Statement) -> str:
+    """What ``b`` is listed under together with ``a``: the lead-in of the list both are items of (said as
+    written), the title of the table both are rows of; "" when neither."""
+    if a.unit.kind == b.unit.kind == "item" and not b.display and a.hit is b.hit and a.unit.block == b.unit.block:
+        return a.unit.context.rstrip(":. ")
+    table = a.unit.table
+    if a.unit.kind == b.unit.kind == "row" and table is not None and table is b.unit.table and a.hit is b.hit:
+        return clean(table.title).rstrip(":. ")
+    return ""
 
 
 def _quotes(statement: Statement) -> list[str]:

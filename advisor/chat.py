@@ -16,9 +16,9 @@ from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
-from advisor.query import Query, build_query, content_words, lexicon_terms
+from advisor.query import Query, content_words, lexicon_terms
 from advisor.retrieve import Retriever
-from advisor.spelling import english_rank
+from advisor.spelling import COMMON, english_rank
 from advisor.statements import Unit
 from advisor.types import Answer, Chunk, Citation, Hit
 
@@ -28,7 +28,7 @@ BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for eac
 
 # When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
 # in the corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of
-# the COMMON most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
+# the COMMON (spelling.py) most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
 # carry what a question is about, "nurse" does).
 # These are round priors, not values fitted to a question set:
 UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents can't answer it
@@ -37,7 +37,6 @@ CLOSE = 0.55  # cosine of the question and a statement that means nearly the sam
 RELATED = 0.45  # cosine below which the words found must carry the answer
 FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
-COMMON = 3000
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
 _ADVICE = re.compile(r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
@@ -261,8 +260,7 @@ class Advisor:
         return left
 
     def _query(self, question: str, history: Sequence[dict[str, Any]], background: str = "") -> Query:
-        words = {"known": self.retriever.lexical.df, "correct": self.retriever.speller, "kin": self.retriever.kin}
-        query = build_query(question, history, **words)
+        query = self.retriever.query(question, history)
         if background:
             weights = dict(query.weights)
             for term in terms(self.retriever.speller(background)[0]):
@@ -276,7 +274,7 @@ class Advisor:
                 return query
             standalone = standalone.splitlines()[0][:300] if standalone else ""
             if standalone:
-                return build_query(standalone, (), **words)
+                return self.retriever.query(standalone)
         return query
 
     def _cited_before(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from advisor.lexical import STOPWORDS, terms
-from advisor.query import lexicon
+from advisor.query import lexicon, phrase_pattern
 
 _WORD = re.compile(r"[A-Za-z0-9][\w'’.&-]*")
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
@@ -61,16 +61,13 @@ def _lists() -> dict[str, tuple[str, ...]]:
 @functools.lru_cache(maxsize=1)
 def _name_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     """(pattern, kind) for every place, sector and employer, longest first ("New York" before "York")."""
-    def pattern(name: str, capitals: bool) -> re.Pattern[str]:
-        return re.compile(rf"(?<![\w']){re.escape(name)}(?![\w'])", 0 if capitals else re.IGNORECASE)
-
     lists = _lists()
     # A place in capitals whose lower case is an everyday word ("US" / "us") matches only in capitals.
     named = [(p, "place", p.isupper() and p.lower() in STOPWORDS) for p in lists["places"]]
     named += [(e, "sector", False) for e in lists.get("sectors", ())]
     named += [(e, "employer", False) for e in lists.get("employers", ())]
     named += [(e, "employer", True) for e in lists.get("employers in capitals", ())]
-    return tuple((pattern(name, capitals), kind) for name, kind, capitals in sorted(named, key=lambda n: -len(n[0])))
+    return tuple((phrase_pattern(name, capitals), kind) for name, kind, capitals in sorted(named, key=lambda n: -len(n[0])))
 
 
 def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:

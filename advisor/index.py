@@ -436,12 +436,9 @@ def build(
         encoded = embedder.embed_passages([c.embedding_text for c in new_chunks]
                                           + [t for us in units for t, whole in us if not whole], progress=progress)
         vectors, unit_vectors = encoded[:len(new_chunks)], encoded[len(new_chunks):]
-        per_chunk, start = [], 0
+        per_chunk, encoded_units = [], iter(unit_vectors)  # the statements' own vectors, in order
         for i, (chunk, texts) in enumerate(zip(new_chunks, units)):
-            rows = []
-            for _, whole in texts:
-                rows.append(vectors[i] if whole else unit_vectors[start])
-                start += 0 if whole else 1
+            rows = [vectors[i] if whole else next(encoded_units) for _, whole in texts]
             per_chunk.append((chunk.id, np.stack(rows) if rows else unit_vectors[:0]))
         start = 0
         for source, doc in new_docs.items():  # chunks are in document order, so each document is one run

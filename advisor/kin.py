@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from advisor.lexical import STOPWORDS
-from advisor.spelling import english_rank
+from advisor.spelling import COMMON, english_rank
 
 # Two single words whose embeddings have at least this cosine say nearly the same thing ("everyday" and "daily",
 # "undergrad" and "undergraduate"); below it the nearest word is only on the same topic ("remote" and "computer",
@@ -19,7 +19,6 @@ MOST = 2  # corpus words taken for one question word
 # Only a word past the COMMON most frequent English words is looked up: an everyday word ("best", "school",
 # "laptop") is near many corpus words in a loose way ("top", "education", "computer"); a rarer one ("hires",
 # "undergrad", "everyday") has one meaning the corpus may say in its own words.
-COMMON = 3000
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]*[A-Za-z]")
 
 

@@ -53,6 +53,12 @@ def message_text(content: Any) -> str:
 # --- lexicon ----------------------------------------------------------------------------------
 
 
+def phrase_pattern(phrase: str, exact_case: bool = False) -> re.Pattern[str]:
+    """A pattern matching ``phrase`` as whole words ("US" not inside "USA" or "us'd"); in any case unless
+    ``exact_case``."""
+    return re.compile(rf"(?<![\w']){re.escape(phrase)}(?![\w'])", 0 if exact_case else re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=1)
 def lexicon() -> tuple[tuple[tuple[re.Pattern[str], ...], tuple[str, ...]], ...]:
     """The generic careers lexicon (advisor/data/lexicon.txt): (patterns of the group's phrases, the phrases)."""
@@ -62,8 +68,7 @@ def lexicon() -> tuple[tuple[tuple[re.Pattern[str], ...], tuple[str, ...]], ...]
         if not line.strip() or line.startswith("#"):
             continue
         phrases = tuple(p.strip() for p in line.split(",") if p.strip())
-        patterns = tuple(re.compile(rf"(?<![\w']){re.escape(p)}(?![\w'])", 0 if p.isupper() else re.IGNORECASE)
-                         for p in phrases)
+        patterns = tuple(phrase_pattern(p, exact_case=p.isupper()) for p in phrases)
         groups.append((patterns, phrases))
     return tuple(groups)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from advisor.config import Settings
@@ -30,11 +33,12 @@ class Retriever:
         self.embedder = embedder
         self._ids = sorted(index.chunks)
         self._position = {chunk_id: p for p, chunk_id in enumerate(self._ids)}
-        self.lexical = LexicalIndex([index.chunks[i].embedding_text for i in self._ids])
+        texts = [index.chunks[i].embedding_text for i in self._ids]
+        self.lexical = LexicalIndex(texts)
         # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
-        self.speller = Speller(index.chunks[i].embedding_text for i in self._ids)
+        self.speller = Speller(texts)
         # A question's word the corpus never uses is looked up among the corpus's words by meaning ("hires").
-        self.kin = Kin((index.chunks[i].embedding_text for i in self._ids), embedder.embed_passages)
+        self.kin = Kin(texts, embedder.embed_passages)
         self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -49,7 +53,7 @@ class Retriever:
                 f"no documents are indexed in {self.index.directory} yet; add .txt, .md, .html or .pdf files "
                 "to the corpus folder and run `python -m advisor index`"
             )
-        query = build_query(query, known=self.lexical.df, correct=self.speller, kin=self.kin) if isinstance(query, str) else query
+        query = self.query(query) if isinstance(query, str) else query
         if not query.question.strip():
             return []
         vector = self.embed(query.text)
@@ -67,6 +71,11 @@ class Retriever:
         return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
                 for rank, i in enumerate(best, start=1)]
 
+
+    def query(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Query:
+        """The query for ``question`` (and its history) in this corpus's words: spelling corrected against its
+        vocabulary, synonyms and words it lacks mapped to those it uses."""
+        return build_query(question, history, known=self.lexical.df, correct=self.speller, kin=self.kin)
 
     def matching(self, text: str, k: int) -> list[int]:
         """The ids of the ``k`` passages whose words best match ``text`` (BM25, every word alike), best first."""

@@ -12,6 +12,7 @@ from advisor.lexical import STOPWORDS, terms
 
 _WORD = re.compile(r"[A-Za-z]+")  # whole words: "PyTorch" is one word, not "Py" and "Torch"
 # "isn't" and "master's" are one word; letters joined to digits ("2nd", "10k", "H1B") are no word to correct.
+_APOSTROPHE = re.compile(r"['’]")
 _WORD_WITH_APOSTROPHE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]+(?:['’][A-Za-z]+)?(?![A-Za-z0-9])")
 MIN_LENGTH = 4  # shorter words are too easily "corrected" into another word by edit distance
 # A shorter word that neither the corpus nor everyday English uses (rank past COMMON) is read as shorthand:
@@ -87,11 +88,12 @@ class Speller:
 
     def word(self, word: str) -> str:
         """``word`` corrected, or unchanged when it is known, too short or has no close corpus word."""
-        base, apostrophe, ending = re.split(r"(['’])", word, maxsplit=1) if re.search(r"['’]", word) else (word, "", "")
+        apostrophe = _APOSTROPHE.search(word)
         if apostrophe:
             # "isn't", "I'm": a contraction is a word of its own, never a typo of "isn"; "enginer's" is a
             # possessive, its word corrected.
-            return self.word(base) + apostrophe + ending if ending.lower() == "s" else word
+            base, ending = word[:apostrophe.start()], word[apostrophe.end():]
+            return self.word(base) + apostrophe.group() + ending if ending.lower() == "s" else word
         lower = word.lower()
         if not lower.isalpha() or lower in self.vocabulary:
             return word
