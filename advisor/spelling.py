@@ -19,6 +19,10 @@ MIN_LENGTH = 4  # shorter words are too easily "corrected" into another word by 
 # an acronym of a corpus phrase ("mle"), a typo of a function word ("wat", "hw"), or a corpus word cut short
 # ("eng", "exp") or without its vowels ("yrs", "lvl"). Everyday short words ("pay", "tax") are left alone.
 COMMON = 3000
+# A word the corpus lacks is read as a typo of an English word only when long enough that one edit rarely turns a
+# name into another word ("mlops" -> "mops"), and only for words people use (the top of the frequency list).
+ENGLISH_TYPO_LENGTH = 6
+ENGLISH_TYPO_RANK = 30000
 _VOWELS = frozenset("aeiou")
 
 
@@ -107,7 +111,11 @@ class Speller:
         from symspellpy import Verbosity
 
         found = self._symspell.lookup(lower, Verbosity.TOP, max_edit_distance=1 if len(lower) <= 5 else 2)
-        return found[0].term if found else word
+        if found:
+            return found[0].term
+        # No corpus word is close: an English word one letter away ("necesary") is what was meant, and naming it
+        # lets the corpus's own words for it be found (or the decline name a word the asker recognises).
+        return _english_typo(lower) or word if len(lower) >= ENGLISH_TYPO_LENGTH else word
 
     def _shorthand(self, lower: str) -> str | None:
         """What a short word the corpus lacks stands for, if it reads as shorthand (see COMMON)."""
@@ -164,6 +172,19 @@ def _acronyms(texts: Iterable[str]) -> dict[str, str]:
             break
         found.setdefault("".join(w[0] for w in phrase.split()), phrase)
     return found
+
+
+def _english_typo(lower: str) -> str | None:
+    """The most frequent of the everyday English words one edit from ``lower`` (Norvig's edits, no index needed)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(lower[:i], lower[i:]) for i in range(len(lower) + 1)]
+    edits = {a + b[1:] for a, b in splits if b}
+    edits |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    edits |= {a + c + b[1:] for a, b in splits if b for c in letters}
+    edits |= {a + c + b for a, b in splits for c in letters}
+    ranks = _english()
+    near = [(ranks[w], w) for w in edits if ranks.get(w, ENGLISH_TYPO_RANK) < ENGLISH_TYPO_RANK]
+    return min(near)[1] if near else None
 
 
 def _likeliest(words: list[str], typed: str) -> str:

@@ -1,41 +1,95 @@
-"""The browser chat: streamed cited answers, a sources panel, examples, feedback and index freshness."""
+"""The browser chat: cited answers that keep their sources, saved chats, a Documents tab and index freshness."""
 
 from __future__ import annotations
 
 import html
 import os
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls out at start
 
 import gradio as gr  # noqa: E402
 
+from advisor import render  # noqa: E402
+from advisor.chat import MAX_QUESTION_CHARS  # noqa: E402
+from advisor.documents import add_document, list_documents, remove_document, uploads_blocked  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from advisor.feedback import record_vote  # noqa: E402
 from advisor.index import store_record  # noqa: E402
-from advisor.store import store_label  # noqa: E402
+from advisor.load import FORMATS  # noqa: E402
 from advisor.query import message_text  # noqa: E402
 from advisor.service import AdvisorService  # noqa: E402
+from advisor.store import store_label  # noqa: E402
 from advisor.types import Answer  # noqa: E402
 
 # System fonts only: the default theme fetches web fonts, and the page must load nothing from other hosts.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 REMEMBERED_ANSWERS = 2000  # answers kept so the sources panel and votes can find what was shown
 STREAM_WORDS = 4  # words per streamed update
-CSS = """
-#sources .source {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px; margin: 0 0 8px}
-#sources .source-head {font-weight: 600}
-#sources .source-file {font-size: 0.85em; opacity: 0.75; margin-bottom: 4px}
-#sources .passage {white-space: pre-wrap; font-size: 0.9em; line-height: 1.4}
-#sources mark {background: #ffe58a; color: inherit; padding: 0 1px}
-#sources .empty {opacity: 0.7}
-#chat [data-testid="bot"], #chat [data-testid="user"] {white-space: pre-wrap}
-#index-status {font-size: 0.9em}
+PHONE = 720  # px: narrower than this, sources live only under each answer and the chat fills the screen
+CSS = f"""
+.src {{border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 9px; margin: 6px 0}}
+.src-head {{font-weight: 600}}
+.src-file {{font-size: 0.85em; opacity: 0.75; margin-bottom: 4px}}
+.src-text {{font-size: 0.9em; line-height: 1.4}}
+.src mark {{background: #ffe58a; color: inherit; padding: 0 1px}}
+.src.active {{outline: 2px solid var(--color-accent); background: var(--background-fill-secondary)}}
+details.{render.SOURCES_CLASS} > summary {{cursor: pointer; font-weight: 600; margin-top: 4px}}
+#side-sources .empty {{opacity: 0.7}}
+#index-status {{font-size: 0.9em}}
+#index-status p {{margin: 0}}
+.history-col {{max-width: 220px; min-width: 160px !important}}
+table.{render.TABLE_CLASS} td {{padding: 4px 12px}}
+@media (max-width: {PHONE}px) {{
+  #side-sources, #side-title {{display: none !important}}
+  #chat {{height: 52vh !important; max-height: 52vh !important}}
+  .history-col {{order: 2; max-width: none; max-height: 30vh; overflow: auto}}
+  #intro p {{font-size: 0.9em; margin: 0}}
+  #intro h1 {{font-size: 1.4em; margin: 0 0 2px}}
+}}
 """
+# Clicking "[n]" in an answer opens that answer's sources and marks passage n; on a phone the newest answer is
+# scrolled into view when it arrives (the page, not just the chat box, scrolls there).
+JS = f"""
+() => {{
+  document.addEventListener('click', (event) => {{
+    const link = event.target.closest('a[href^="#cite-"]');
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const n = link.getAttribute('href').slice(6);
+    const bubble = link.closest('[data-testid="bot"]') || link.closest('.message');
+    const box = bubble && bubble.querySelector('details.{render.SOURCES_CLASS}');
+    if (!box) return;
+    box.open = true;
+    box.querySelectorAll('.src.active').forEach((el) => el.classList.remove('active'));
+    const source = box.querySelector('.src-' + n);
+    if (source) {{ source.classList.add('active'); source.scrollIntoView({{block: 'nearest', behavior: 'smooth'}}); }}
+  }}, true);
+  let count = 0;
+  new MutationObserver(() => {{
+    const bots = document.querySelectorAll('#chat [data-testid="bot"]');
+    if (bots.length !== count) {{
+      count = bots.length;
+      if (window.innerWidth < {PHONE} && count) bots[count - 1].scrollIntoView({{block: 'start'}});
+    }}
+  }}).observe(document.body, {{childList: true, subtree: true}});
+}}
+"""
+
+
+class _ChatInterface(gr.ChatInterface):
+    """Gradio's ChatInterface, keeping the textbox's placeholder after a message is sent (it blanks it)."""
+
+    def _clear_and_save_textbox(self, message: Any) -> tuple[Any, Any]:
+        return type(self.textbox)("", interactive=False, placeholder=self.textbox.placeholder), message
 
 
 class ChatUI:
@@ -43,170 +97,282 @@ class ChatUI:
 
     def __init__(self, service: AdvisorService) -> None:
         self.service = service
-        self._answers: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self._answers: OrderedDict[str, Answer] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- chat ----------------------------------------------------------------------------
 
     def respond(self, message: Any, history: list[dict[str, Any]], request: gr.Request) -> Iterator[str]:
-        """Answer one message, streaming the text; the sources panel follows from the remembered answer.
+        """Answer one message, streaming the text; the final message carries its own sources block.
 
-        The chat bubble renders HTML, so the browser gets the text escaped (a "<script>" quoted from a
-        document shows as text); API clients (gradio_client marks its calls) get the plain answer.
+        Document text is escaped for the browser (a "<script>" quoted from a document shows as text); API
+        clients (gradio_client marks its calls) get the plain answer.
         """
         api = bool(request and request.headers.get("x-gradio-user") == "api")
-
-        def shown(text: str) -> str:
-            return text if api else html.escape(text, quote=False)
-
+        history = [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))}
+                   for m in history]
         answer, streamed = Answer(""), False
         try:
             for answer in self.service.ask_stream(message_text(message), history):
                 if answer.kind == "partial":  # an LLM writing: its tokens as they come
                     streamed = True
-                    yield shown(answer.text)
+                    yield answer.text if api else render.answer_markdown(answer.text, links=False)
         except AdvisorError as exc:  # e.g. the Milvus server is down: say so in the chat, keep the page working
             answer = Answer(f"Sorry, I cannot search the documents right now: {exc}", kind="error")
-        final = shown(answer.text)
-        self._remember(_session(request), final, answer)
+        if api:
+            yield answer.text
+            return
+        final = render.message(answer, self._titles())
+        self._remember(final, answer)
         if not streamed:  # a composed answer is ready at once; show it arriving a few words at a time
-            pieces = re.split(r"(\s+)", final)
+            pieces = re.split(r"(\s+)", render.answer_markdown(answer.text, links=False))
             for end in range(STREAM_WORDS * 2, len(pieces), STREAM_WORDS * 2):
                 yield "".join(pieces[:end])
         yield final
 
-    def sources(self, history: list[dict[str, Any]] | None, request: gr.Request) -> str:
-        """The sources panel for the latest answer in this session's chat."""
-        last = next((message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant"), "")
-        return render_sources(self._recall(_session(request), last))
+    def check_length(self, message: Any) -> Any:
+        """Refuse an over-long message before it is sent, so the text stays in the box to be shortened."""
+        length = len(message_text(message))
+        return gr.validate(length <= MAX_QUESTION_CHARS,
+                           f"This message is {length:,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
+                           "Shorten it (your background and up to four questions) and send it again.")
 
-    def vote(self, data: gr.LikeData, history: list[dict[str, Any]], request: gr.Request) -> None:
+    def latest_sources(self, history: list[dict[str, Any]] | None) -> str:
+        """The side panel for the newest answer in the chat."""
+        last = next((message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant"), "")
+        return self._panel(last)
+
+    def selected_sources(self, history: list[dict[str, Any]] | None, data: gr.SelectData) -> str:
+        """The side panel for the answer the user clicked."""
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        history = history or []
+        content = message_text(history[index].get("content")) if 0 <= index < len(history) else ""
+        return self._panel(content)
+
+    def _panel(self, content: str) -> str:
+        answer = self._recall(content)
+        if answer is None or not answer.citations:
+            return render_sources(None)
+        return render.sources_list(answer.citations, self._titles())
+
+    def vote(self, data: gr.LikeData, history: list[dict[str, Any]]) -> None:
         """Record a like or dislike with the question, the conversation before it, the answer and its sources."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         text = message_text(history[index].get("content")) if 0 <= index < len(history) else message_text(data.value)
-        answer = self._recall(_session(request), text) or Answer(text, kind="unknown")
-        before = history[:index]
+        answer = self._recall(text) or Answer(render.plain_text(text), kind="unknown")
+        before = [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))}
+                  for m in history[:index]]
         question_at = next((i for i in range(len(before) - 1, -1, -1) if before[i].get("role") == "user"), None)
         question = message_text(before[question_at].get("content")) if question_at is not None else ""
         earlier = before[:question_at] if question_at is not None else before
         record_vote(self.service.settings.feedback_dir, question, earlier, answer, bool(data.liked))
         gr.Info("Thanks, your feedback was saved.")
 
-    def _remember(self, session: str, shown: str, answer: Answer) -> None:
+    def _titles(self) -> dict[str, str]:
+        documents = self.service.index.documents
+        return render.source_titles({source: str(doc.get("title") or "") for source, doc in documents.items()})
+
+    def _remember(self, shown: str, answer: Answer) -> None:
+        # Keyed by the message text alone: a saved chat reopened after a reload has a new session, and what
+        # is recalled is only the cited corpus passages.
         with self._lock:
-            self._answers[(session, shown)] = answer
-            self._answers.move_to_end((session, shown))
+            self._answers[shown] = answer
+            self._answers.move_to_end(shown)
             while len(self._answers) > REMEMBERED_ANSWERS:
                 self._answers.popitem(last=False)
 
-    def _recall(self, session: str, text: str) -> Answer | None:
+    def _recall(self, text: str) -> Answer | None:
         with self._lock:
-            return self._answers.get((session, text))
+            return self._answers.get(text)
 
     # --- index freshness -----------------------------------------------------------------
 
     def status(self) -> tuple[str, Any, Any]:
-        """(status HTML, rebuild button update, poll timer update) for the index bar."""
+        """(freshness line, "Update now" button, poll timer) for the bar above the chat, in plain words."""
         index = self.service.index
         state = self.service.rebuild_state()
-        built = index.built_at.replace("T", " ").replace("+00:00", " UTC")
-        vectors = store_label(store_record(index.manifest))
-        lines = [f"<b>Index</b> built {html.escape(built)} · {_count(len(index.documents), 'document')} · "
-                 f"{_count(len(index.chunks), 'passage')} · vectors in {html.escape(vectors)}"]
+        line = f"Documents: {len(index.documents)} · updated {_day(index.built_at)}"
         stale = False
         if state.running:
-            lines.append("Rebuilding the index… questions are answered from the current one meanwhile.")
+            line += " · <b>updating…</b> answers come from the current documents meanwhile."
         else:
             status = self.service.status()
             if not status.fresh:
                 stale = True
-                changed = ", ".join(status.added + status.changed + status.removed)
-                lines.append(f"<b>The corpus has changed since this index was built</b>: {html.escape(status.reason)}"
-                             + (f" ({html.escape(changed)})" if changed else ""))
-            if state.message:
-                lines.append(html.escape(state.message))
-        return ("<br>".join(lines), gr.update(visible=stale and not state.running, interactive=not state.running),
-                gr.Timer(active=state.running))
+                changed = len(status.added) + len(status.changed) + len(status.removed)
+                line += (f" · <b>{_count(changed, 'document')} changed</b>" if changed
+                         else " · <b>the documents need an update</b>")
+            elif state.message and not state.ok:
+                line += f" · {html.escape(state.message)}"
+        return (line, gr.update(visible=stale and not state.running), gr.Timer(active=state.running))
 
     def rebuild(self) -> tuple[str, Any, Any]:
         """Start a background rebuild and show that it is running."""
         self.service.rebuild()
         return self.status()
 
+    # --- documents -------------------------------------------------------------------------
+
+    def documents(self) -> tuple[str, Any, str]:
+        """(documents table, choices for removal, index details) for the Documents tab."""
+        settings = self.service.settings
+        index = self.service.index
+        try:
+            rows, skipped = list_documents(settings.corpus_dir, index)
+        except AdvisorError as exc:
+            return f"<p>{html.escape(str(exc))}</p>", gr.update(choices=[]), ""
+        titles = render.source_titles({row.source: row.title for row in rows})
+        cells = "".join(
+            f"<tr><td>{html.escape(titles[row.source])}</td><td>{html.escape(row.source)}</td>"
+            f"<td>{row.kind}</td><td>{_size(row.size)}</td><td>{row.passages}</td>"
+            f"<td>{html.escape(row.status)}</td></tr>" for row in rows)
+        table = ("<table class='documents'><thead><tr><th>Title</th><th>File</th><th>Type</th><th>Size</th>"
+                 f"<th>Passages</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table>")
+        if skipped:
+            table += "<p><b>Not read:</b></p><ul>" + "".join(
+                f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in skipped) + "</ul>"
+        state = self.service.rebuild_state()
+        details = (f"Built {html.escape(index.built_at.replace('T', ' ').replace('+00:00', ' UTC'))} · "
+                   f"{_count(len(index.documents), 'document')} · {_count(len(index.chunks), 'passage')} · "
+                   f"vectors in {html.escape(store_label(store_record(index.manifest)))} · "
+                   f"build {html.escape(str(index.manifest.get('build_id', '')))}"
+                   + (f"<br>{html.escape(state.message)}" if state.message else ""))
+        return table, gr.update(choices=[row.source for row in rows], value=None), details
+
+    def upload(self, files: list[str] | None) -> str:
+        """Copy uploaded files into the corpus and start an update; say what was added and what was refused."""
+        settings = self.service.settings
+        if uploads_blocked(settings):
+            return html.escape(uploads_blocked(settings) or "")
+        added, refused = [], []
+        for path in files or []:
+            try:
+                added.append(add_document(settings.corpus_dir, Path(path).name, Path(path), settings.max_file_bytes).name)
+            except AdvisorError as exc:
+                refused.append(f"{Path(path).name}: {exc}")
+            finally:
+                Path(path).unlink(missing_ok=True)  # Gradio's temporary copy: the corpus holds the one kept
+        if added:
+            self.service.rebuild()
+        return _report(added and f"Added {', '.join(added)}; updating the index.", refused)
+
+    def remove(self, source: str | None) -> str:
+        """Delete one document from the corpus and start an update."""
+        settings = self.service.settings
+        if uploads_blocked(settings):
+            return html.escape(uploads_blocked(settings) or "")
+        if not source:
+            return "Choose a document to remove."
+        try:
+            remove_document(settings.corpus_dir, source)
+        except AdvisorError as exc:
+            return _report("", [str(exc)])
+        self.service.rebuild()
+        return _report(f"Removed {source}; updating the index.", [])
+
     # --- page ----------------------------------------------------------------------------
 
     def blocks(self) -> gr.Blocks:
-        """The page: index bar, chat with examples and votes, sources panel."""
+        """The page: a Chat tab (saved chats, answers with sources, side panel) and a Documents tab."""
+        settings = self.service.settings
         with gr.Blocks(title="Career Advisor") as page:
-            gr.Markdown(f"# Career Advisor\nAsk about what the documents cover ({self.service.advisor.scope}). "
-                        "Answers quote the documents and cite them as [1], [2], shown beside the chat.")
+            gr.Markdown(f"# Career Advisor\nAnswers come only from your documents ({html.escape(self.service.advisor.scope)}) "
+                        "and cite them: open **Sources** under an answer, or click a [1].", elem_id="intro")
             with gr.Row(equal_height=True):
                 status = gr.HTML(elem_id="index-status")
-                check = gr.Button("Check for changes", size="sm", scale=0, min_width=160)
-                rebuild = gr.Button("Rebuild index", variant="primary", size="sm", scale=0, min_width=140, visible=False)
+                update = gr.Button("Update now", variant="primary", size="sm", scale=0, min_width=110, visible=False)
             timer = gr.Timer(2.0, active=False)
-            with gr.Row():
-                with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(elem_id="chat", height=560, render_markdown=False, sanitize_html=True,
-                                         show_label=False,
-                                         feedback_options=("Like", "Dislike"), buttons=["copy"],
-                                         placeholder="Ask a question, or pick an example below.")
-                    chat = gr.ChatInterface(
-                        self.respond, chatbot=chatbot, examples=self.service.advisor.examples() or None, api_name="chat",
-                        concurrency_limit=self.service.settings.concurrency, fill_height=False,
-                        textbox=gr.Textbox(placeholder="Ask a question about the documents…", max_lines=6,
-                                           submit_btn=True, stop_btn=True),
-                    )
-                    clear = gr.Button("Clear chat", size="sm")
-                with gr.Column(scale=2):
-                    gr.Markdown("### Sources")
-                    sources = gr.HTML(render_sources(None), elem_id="sources")
-            chatbot.change(self.sources, [chatbot], [sources], api_visibility="private", show_progress="hidden",
-                           queue=False)
+            with gr.Tabs():
+                with gr.Tab("Chat"), gr.Row():
+                    with gr.Column(scale=4):
+                        chatbot = gr.Chatbot(elem_id="chat", height=560, render_markdown=True, sanitize_html=True,
+                                             show_label=False, feedback_options=("Like", "Dislike"), buttons=["copy"],
+                                             latex_delimiters=[],  # "$$" in a document is text, not math
+                                             placeholder="Ask a question, or pick an example below.")
+                        chat = _ChatInterface(
+                            self.respond, chatbot=chatbot, examples=self.service.advisor.examples() or None,
+                            api_name="chat", concurrency_limit=settings.concurrency, fill_height=False,
+                            save_history=True, validator=self.check_length,
+                            textbox=gr.Textbox(placeholder="Ask a question about the documents…", max_lines=6,
+                                               submit_btn=True, stop_btn=True),
+                        )
+                    with gr.Column(scale=2, min_width=260):
+                        gr.Markdown("### Sources", elem_id="side-title")
+                        sources = gr.HTML(render_sources(None), elem_id="side-sources")
+                with gr.Tab("Documents") as documents_tab:
+                    blocked = uploads_blocked(settings)
+                    if blocked:
+                        gr.Markdown(blocked)
+                    else:
+                        gr.Markdown(f"Add documents ({' '.join(sorted(FORMATS))}, up to {settings.max_file_mb:g} MB "
+                                    "each) or remove them; the index updates in the background.")
+                        # No file_types filter: the browser would drop other files silently; the server says why.
+                        uploader = gr.File(label="Add documents", file_count="multiple", type="filepath")
+                        with gr.Row():
+                            choice = gr.Dropdown(label="Remove a document", choices=[], scale=3)
+                            remove = gr.Button("Remove", variant="stop", scale=0, min_width=100)
+                        outcome = gr.HTML()
+                    table = gr.HTML()
+                    with gr.Accordion("Index details", open=False):
+                        details = gr.HTML()
+                        check = gr.Button("Check for changes", size="sm")
+                    if blocked:
+                        choice = gr.Dropdown(visible=False)
+            self._save_chats_across_restarts(chat)
+            chatbot.change(self.latest_sources, [chatbot], [sources], api_visibility="private",
+                           show_progress="hidden", queue=False)
+            chatbot.select(self.selected_sources, [chatbot], [sources], api_visibility="private",
+                           show_progress="hidden", queue=False)
             chatbot.like(self.vote, [chatbot], None, api_visibility="private")
-            clear.click(lambda: ([], [], render_sources(None)), None, [chatbot, chat.chatbot_state, sources],
-                        api_visibility="private", queue=False)
-            bar = [status, rebuild, timer]
+            bar = [status, update, timer]
+            listing = [table, choice, details]
             page.load(self.status, None, bar, api_visibility="private")
-            check.click(self.status, None, bar, api_visibility="private")
-            rebuild.click(self.rebuild, None, bar, api_visibility="private")
-            timer.tick(self.status, None, bar, api_visibility="private")
+            update.click(self.rebuild, None, bar, api_visibility="private")
+            timer.tick(self.status, None, bar, api_visibility="private").then(
+                self.documents, None, listing, api_visibility="private")
+            documents_tab.select(self.documents, None, listing, api_visibility="private")
+            check.click(self.status, None, bar, api_visibility="private").then(
+                self.documents, None, listing, api_visibility="private")
+            if not blocked:
+                uploader.upload(self.upload, [uploader], [outcome], api_visibility="private").then(
+                    lambda: None, None, [uploader], api_visibility="private").then(
+                    self.status, None, bar, api_visibility="private").then(
+                    self.documents, None, listing, api_visibility="private")
+                remove.click(self.remove, [choice], [outcome], api_visibility="private").then(
+                    self.status, None, bar, api_visibility="private").then(
+                    self.documents, None, listing, api_visibility="private")
         return page
+
+    def _save_chats_across_restarts(self, chat: gr.ChatInterface) -> None:
+        """Saved chats are encrypted in the browser with a per-process key by default, so a restart of the app
+        would lose them; a key kept beside the feedback file keeps them readable. The history list also goes
+        below the chat on a phone (CSS class)."""
+        folder = self.service.settings.feedback_dir
+        key_file = folder / ".chat-key"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not key_file.exists():
+                descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(secrets.token_urlsafe(24))
+            chat.saved_conversations.secret = key_file.read_text().strip()
+        except OSError:
+            pass  # a read-only folder: chats are still saved, for as long as this process runs
+        column = getattr(getattr(chat, "new_chat_button", None), "parent", None)
+        if column is not None:
+            column.elem_classes = ["history-col"]
 
 
 def render_sources(answer: Answer | None) -> str:
-    """HTML for the cited passages, every piece of document text escaped, the quoted parts highlighted."""
+    """HTML for the side panel: the cited passages of one answer, escaped, the quoted parts highlighted."""
     if answer is None or not answer.citations:
-        return '<div class="empty">The passages an answer cites appear here.</div>'
-    blocks = []
-    for citation in answer.citations:
-        chunk = citation.chunk
-        where = chunk.source + (f", page {chunk.page}" if chunk.page else "")
-        blocks.append(
-            f'<div class="source" id="source-{citation.n}">'
-            f'<div class="source-head">[{citation.n}] {html.escape(chunk.title)} — '
-            f'{html.escape(chunk.section or chunk.title)}</div>'
-            f'<div class="source-file">{html.escape(where)}</div>'
-            f'<div class="passage">{highlight(chunk.text, citation.quotes)}</div></div>'
-        )
-    return "".join(blocks)
+        return '<div class="empty">Click an answer to see the passages it cites here.</div>'
+    return render.sources_list(answer.citations, {})
 
 
 def highlight(text: str, quotes: tuple[str, ...]) -> str:
-    """``text`` escaped, with each quote's first occurrence wrapped in <mark>."""
-    spans = sorted((start, start + len(q)) for q in quotes if q and (start := text.find(q)) >= 0)
-    merged: list[list[int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out, position = [], 0
-    for start, end in merged:
-        out += [html.escape(text[position:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
-        position = end
-    out.append(html.escape(text[position:]))
-    return "".join(out)
+    """``text`` escaped, with each quote's first occurrence wrapped in <mark> (see ``render.highlight``)."""
+    return render.highlight(text, quotes)
 
 
 def launch(service: AdvisorService) -> None:
@@ -215,14 +381,31 @@ def launch(service: AdvisorService) -> None:
     page = ChatUI(service).blocks()
     page.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     user, _, password = settings.auth.partition(":")
-    page.launch(server_name=settings.host, server_port=settings.port, share=False, css=CSS, theme=THEME,
+    page.launch(server_name=settings.host, server_port=settings.port, share=False, css=CSS, js=JS, theme=THEME,
                 show_error=False, footer_links=[], auth=(user, password) if settings.auth else None,
+                quiet=True,  # app.py prints the address; Gradio's own lines include a hint to share publicly
+                max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
                 # Gradio serves no file outside its own folders anyway; these are never to be served.
                 blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)])
 
 
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "default"
+def _day(built_at: str) -> str:
+    try:
+        when = datetime.fromisoformat(built_at)
+    except ValueError:
+        return built_at
+    return f"{when.day} {when:%b}" + ("" if when.year == datetime.now(when.tzinfo).year else f" {when.year}")
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+
+
+def _report(done: str, refused: list[str]) -> str:
+    parts = [f"<p>{html.escape(done)}</p>"] if done else []
+    if refused:
+        parts.append("<p><b>Not added:</b></p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in refused) + "</ul>")
+    return "".join(parts)
 
 
 def _count(n: int, noun: str) -> str:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -84,13 +85,13 @@ def test_files_are_not_served_and_huge_messages_are_refused(server):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
-def test_a_person_chats_in_the_browser(server):
+def test_a_person_chats_in_the_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
         dialogs, remote = [], []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.on("request", lambda request: remote.append(request.url)
@@ -98,40 +99,51 @@ def test_a_person_chats_in_the_browser(server):
         page.goto(server.url, wait_until="domcontentloaded")
         textbox = page.locator('textarea[data-testid="textbox"]')
         textbox.wait_for(timeout=60_000)
-        bots = page.locator('[data-testid="bot"]')
-        expect(page.locator("#index-status")).to_contain_text("3 documents")
+        bots = page.locator('#chat [data-testid="bot"]')
+        status = page.locator("#index-status")
+        expect(status).to_contain_text("Documents: 3")
+        expect(status).not_to_contain_text("passages")  # index internals live in the Documents tab
 
-        def ask(question: str | None = None, example: str | None = None) -> str:
-            count = bots.count()
-            if example:
-                page.get_by_role("button", name=example).click()
-            else:
-                textbox.fill(question)
-                textbox.press("Enter")
-            expect(bots).to_have_count(count + 1, timeout=60_000)
-            page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
-            page.wait_for_timeout(300)  # the last streamed update and the sources panel
-            return bots.last.inner_text()
+        def ask(question: str, on: Any = page) -> Any:
+            count = on.locator('#chat [data-testid="bot"]').count()
+            box = on.locator('textarea[data-testid="textbox"]')
+            box.fill(question)
+            box.press("Enter")
+            expect(on.locator('#chat [data-testid="bot"]')).to_have_count(count + 1, timeout=60_000)
+            expect(on.locator('#chat [data-testid="bot"]').last.locator("details.answer-sources, p")
+                   .first).to_be_visible(timeout=60_000)
+            on.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
+            on.wait_for_timeout(300)  # the last streamed update
+            return on.locator('#chat [data-testid="bot"]').last
 
         first = page.get_by_role("button", name=re.compile(r"^Select example 1: .+\?$"))
         expect(first).to_be_visible()  # examples are the corpus's own FAQ questions
         pay = ask("How much do ML engineers earn at each level?")
-        assert "[1]" in pay and "$85,000" in pay
-        sources = page.locator("#sources")
-        expect(sources).to_contain_text("[1]")
-        expect(sources).to_contain_text("Entry Level $85,000")
-        assert page.locator("#sources mark").count() > 0
-
-        assert "$170,000" in ask("And at the senior level?")
+        expect(pay.locator("table")).to_contain_text("$85,000")  # table rows as a table
+        expect(pay.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
+        skills = ask("What skills do ML engineers need?")
+        assert skills.locator("li").count() >= 3  # a list as a list
+        expect(textbox).to_have_attribute("placeholder", re.compile("Ask a question"))  # the placeholder stays
         refusal = ask("How do I bake sourdough bread?")
-        assert "couldn't find that in my documents" in refusal
-        expect(sources).to_contain_text("The passages an answer cites appear here")
+        expect(refusal).to_contain_text("couldn't find that in my documents")
+        assert refusal.locator("details.answer-sources").count() == 0
+
+        # Three answers later, the first answer's [1] still opens its own passage.
+        first_answer = bots.first
+        first_answer.locator('a[href="#cite-1"]').first.click()
+        opened = first_answer.locator("details.answer-sources .src-1.active")
+        expect(opened).to_be_visible()
+        expect(opened).to_contain_text("Entry Level $85,000")
+        expect(opened.locator("mark").first).to_be_visible()
+        # The side panel follows the answer the user clicks, not just the latest.
+        first_answer.locator("p").first.click()
+        expect(page.locator("#side-sources")).to_contain_text("Entry Level $85,000")
 
         hostile = ask("What do quokka engineers paste into their salary notes?")
-        assert '<script>alert("xss")</script>' in hostile  # shown as text
-        expect(sources).to_contain_text('<script>alert("xss")</script>')
-        expect(sources).to_contain_text('<img src=x onerror="alert(1)">')
-        assert page.locator("#sources script, #chat script").count() == 0
+        expect(hostile).to_contain_text('<script>alert("xss")</script>')  # shown as text
+        hostile.locator("summary").click()
+        expect(hostile.locator("details.answer-sources")).to_contain_text('<img src=x onerror="alert(1)">')
+        assert page.locator("#chat script, #side-sources script").count() == 0
         assert page.locator('img[src="x"], img[src*="remote.invalid"]').count() == 0
 
         page.get_by_role("button", name="Like").last.click()
@@ -142,25 +154,94 @@ def test_a_person_chats_in_the_browser(server):
         vote = json.loads(feedback.read_text().splitlines()[-1])
         assert vote["vote"] == "up" and vote["question"] == "What do quokka engineers paste into their salary notes?"
         assert vote["sources"] and vote["history"]
-        page.screenshot(path=str(ARTIFACTS / "browser-chat.png"), full_page=True)
+        assert "<details" not in json.dumps(vote["history"])  # the conversation as said, not as rendered
 
-        # An edited document: the UI notices, rebuilds in the background and answers from it without a restart.
+        # A message over the limit is explained before sending, and stays in the box to be shortened.
+        long_message = "I work in support. " * 240  # 4,560 characters
+        textbox.fill(long_message)
+        textbox.press("Enter")
+        expect(page.get_by_text(re.compile("the limit is 4,000"))).to_be_visible(timeout=20_000)
+        assert textbox.input_value() == long_message
+        textbox.fill("")
+        page.screenshot(path=str(ARTIFACTS / "browser-desktop.png"))
+
+        # The chat survives a reload: it is in the saved list, and opens with its sources.
+        page.reload(wait_until="domcontentloaded")
+        textbox.wait_for(timeout=60_000)
+        saved = page.get_by_role("gridcell", name=re.compile("^How much do ML engineers earn")).first
+        expect(saved).to_be_visible(timeout=20_000)
+        saved.click()
+        expect(bots.first.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
+
+        # A document added from the page is indexed in the background and answers, cited.
+        page.get_by_role("tab", name="Documents").click()
+        expect(page.locator("table.documents")).to_contain_text("hostile-notes.md")
+        visas = tmp_path / "visa-notes.md"
+        visas.write_text("# Visa notes\n\n## Visa Sponsorship\n\nSome employers sponsor work visas for machine "
+                         "learning engineers who relocate from abroad.\n")
+        bad = tmp_path / "tool.exe"
+        bad.write_bytes(b"MZ")
+        page.locator('input[type="file"]').set_input_files([str(visas), str(bad)])
+        expect(page.get_by_text(re.compile("Added visa-notes.md"))).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile("tool.exe: .*not a supported"))).to_be_visible()
+        expect(status).to_contain_text("Documents: 4", timeout=120_000)
+        expect(page.locator("table.documents")).to_contain_text("visa-notes.md")
+        page.get_by_role("tab", name="Chat").click()
+        answer = ask("Do employers sponsor work visas for ML engineers?")
+        expect(answer).to_contain_text("work visas")
+        expect(answer.locator("details.answer-sources")).to_contain_text("visa-notes.md")
+        assert (server.corpus / "visa-notes.md").exists() and not (server.corpus / "tool.exe").exists()
+
+        # A document changed on disk: one sentence and one button.
         notes = server.corpus / "hostile-notes.md"
-        notes.write_text(notes.read_text() + "\n## Visa Sponsorship\n\nSome employers sponsor work visas for machine "
-                                             "learning engineers who relocate from abroad.\n")
-        page.get_by_role("button", name="Check for changes").click()
-        expect(page.locator("#index-status")).to_contain_text("corpus has changed", timeout=20_000)
-        expect(page.locator("#index-status")).to_contain_text("hostile-notes.md")
-        page.get_by_role("button", name="Rebuild index").click()
-        expect(page.locator("#index-status")).to_contain_text("Index rebuilt", timeout=120_000)
-        expect(page.locator("#index-status")).to_contain_text("1 changed")
-        assert "work visas" in ask("Do employers sponsor work visas for ML engineers?")
-        page.screenshot(path=str(ARTIFACTS / "browser-rebuilt.png"), full_page=True)
-
-        page.get_by_role("button", name="Clear chat").click()
-        expect(bots).to_have_count(0)
+        notes.write_text(notes.read_text() + "\nQuokka engineers also keep a diary.\n")
+        page.reload(wait_until="domcontentloaded")
+        expect(status).to_contain_text("1 document changed", timeout=30_000)
+        page.get_by_role("button", name="Update now").click()
+        expect(status).not_to_contain_text("changed", timeout=120_000)
+        page.get_by_role("button", name="Update now").wait_for(state="hidden")
         browser.close()
     assert dialogs == [] and remote == []
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
+def test_on_a_phone_the_box_and_the_answer_are_on_screen(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        page.goto(server.url, wait_until="domcontentloaded")
+        textbox = page.locator('textarea[data-testid="textbox"]')
+        textbox.wait_for(timeout=60_000)
+        expect(textbox).to_be_in_viewport()
+        assert not page.locator("#side-sources").is_visible()  # sources live under each answer here
+        textbox.fill("What do ML engineers earn at each level?")
+        textbox.press("Enter")
+        bots = page.locator('#chat [data-testid="bot"]')
+        expect(bots).to_have_count(1, timeout=60_000)
+        page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
+        expect(bots.last.locator("details.answer-sources")).to_be_attached()
+        expect(bots.last).to_be_in_viewport()
+        for button in page.get_by_role("button").all():
+            box = button.bounding_box()
+            assert box is None or box["height"] < 120, button.inner_text()  # nothing grows out of proportion
+        page.screenshot(path=str(ARTIFACTS / "browser-phone.png"))
+        browser.close()
+
+
+def test_the_upload_route_takes_nothing_over_the_file_limit(server):
+    import urllib.error
+
+    boundary = "advisorboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode() + b"x" * (21 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(server.url + "gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
 
 
 def test_load_script_smoke(server, tmp_path):

@@ -137,8 +137,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
     from advisor.answer import normalized
 
     blind = PROJECT_ROOT / "eval" / "blind"
-    for path, folder, size in ((blind / "seeds-r6.jsonl", PROJECT_ROOT / "corpus", 100),
-                               (blind / "careers-r6.jsonl", CAREERS, 40),
+    for path, folder, size in ((blind / "seeds-r7.jsonl", PROJECT_ROOT / "corpus", 100),
+                               (blind / "careers-r7.jsonl", CAREERS, 40),
                                (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100)):
         text = loaded_text(folder)
         items = read_golden(path)

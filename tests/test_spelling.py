@@ -19,6 +19,15 @@ def test_known_english_and_short_words_are_left_alone():
     assert speller("ml ai")[0] == "ml ai"
 
 
+def test_a_typo_of_an_english_word_the_corpus_lacks_is_read_as_that_word():
+    speller = Speller(TEXTS)
+    fixed, changes = speller("is a masters degree necesary")
+    assert "necessary" in fixed and ("necesary", "necessary") in changes
+    assert speller("remotly")[0] == "remotely"
+    # Names that are no English word stay as typed, and short words are never "corrected" into English.
+    assert speller("pytorch kubernetes mlops")[0] == "pytorch kubernetes mlops"
+
+
 def test_english_rank_tells_common_from_specific_words():
     assert english_rank("the") < english_rank("necessary") < 3000 < english_rank("nurse")
     assert english_rank("zzzqx") > 10**6

@@ -21,7 +21,7 @@ def test_sources_panel_escapes_document_text_and_marks_quotes():
     panel = render_sources(answer)
     assert "<script" not in panel and "<img" not in panel and "<b>" not in panel and "<i>" not in panel
     assert "&lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;" in panel and "&lt;img src=x onerror=" in panel
-    assert "<mark>Quoted part.</mark>" in panel and 'id="source-1"' in panel
+    assert "<mark>Quoted part.</mark>" in panel and 'class="src src-1"' in panel
     assert render_sources(None).startswith('<div class="empty">')
 
 
