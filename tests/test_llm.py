@@ -165,9 +165,10 @@ def test_tokens_stream_to_the_ui_and_the_terminal(seed_settings, llm_server):
     ui = ChatUI(AdvisorService(settings))
     shown = list(ui.respond(SALARY, [], None))
     assert len(shown) > 3 and all(b.startswith(a[:10]) for a, b in zip(shown, shown[1:]))
-    assert "<" not in shown[-1] and shown[-1].endswith("[1].")
+    body, _, sources = shown[-1].partition("\n\n<details")  # the answer, then its own sources block
+    assert "<" not in body and body.endswith("[\\[1\\]](#cite-1).") and "Mid-Level $120,000" in sources
     history = [{"role": "user", "content": SALARY}, {"role": "assistant", "content": shown[-1]}]
-    assert "Mid-Level $120,000" in ui.sources(history, None)
+    assert "Mid-Level $120,000" in ui.latest_sources(history)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
     result = subprocess.run([sys.executable, "-m", "advisor", "ask", SALARY, "--corpus", str(seed_settings.corpus_dir),
