@@ -1,4 +1,4 @@
-"""Compose a short answer from retrieved passages, without an LLM: statements chosen by meaning, each checked against its passage."""
+"""Compose a short answer from retrieved passages without an LLM: statements chosen by meaning, each found in its passage."""
 
 from __future__ import annotations
 

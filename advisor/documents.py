@@ -204,11 +204,6 @@ def uploads_blocked(settings: Settings) -> str | None:
             f"{settings.corpus_dir} yourself and run `python -m advisor index`.")
 
 
-def uploads_allowed(settings: Settings) -> bool:
-    """Whether the page may add and remove corpus documents (loopback address or a login); see ``uploads_blocked``."""
-    return uploads_blocked(settings) is None
-
-
 # --- helpers ------------------------------------------------------------------------------
 
 

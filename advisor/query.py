@@ -147,7 +147,7 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
                 break
     weights: dict[str, float] = {}
     for previous in context:
-        for term, others in synonyms(previous, known, kin).items():
+        for others in synonyms(previous, known, kin).values():
             for other in others:
                 weights[other] = max(weights.get(other, 0.0), HISTORY_WEIGHT * SYNONYM_WEIGHT)
         for term in terms(previous):

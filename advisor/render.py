@@ -48,31 +48,31 @@ def answer_markdown(text: str, links: bool = True, headers: Mapping[str, tuple[s
             items.append(lines[j][2:])
             j += 1
         lead = _LEAD_IN.match(line)
-        rows = [_ROW.match(item) for item in items]
-        if lead and len(items) >= 2 and all(rows):
-            # A table's rows, as the answerer lists them under the table's title: a real table again.
+        if lead and items:
             out.append(f"**{escape(lead['title'])}** {escape(lead['markers'])}:")
-            out.append("")
-            header = (headers or {}).get(lead["markers"])
-            if header:
-                out.append(f"| {escape(header[0])} | {escape(header[1])} |")
-                out.append("| --- | --- |")
-                out.extend(f"| {escape(m['label'])} | {escape(m['value'])} |" for m in rows if m)
-            else:  # no column names to head a markdown table with: an HTML table, on one line, of rows only
-                cells = "".join(f"<tr><td>{html.escape(m['label'], quote=False)}</td>"
-                                f"<td>{html.escape(m['value'], quote=False)}</td></tr>" for m in rows if m)
-                out.append(f'<table class="{TABLE_CLASS}"><tbody>{cells}</tbody></table>')
-            out.append("")
-            i = j
+            out.append("")  # a list or table needs a blank line before it under a paragraph
+            rows = [_ROW.match(item) for item in items]
+            if len(items) >= 2 and all(rows):
+                # A table's rows, as the answerer lists them under the table's title: a real table again.
+                header = (headers or {}).get(lead["markers"])
+                if header:
+                    out.append(f"| {escape(header[0])} | {escape(header[1])} |")
+                    out.append("| --- | --- |")
+                    out.extend(f"| {escape(m['label'])} | {escape(m['value'])} |" for m in rows if m)
+                else:  # no column names to head a markdown table with: an HTML table, on one line, of rows only
+                    cells = "".join(f"<tr><td>{html.escape(m['label'], quote=False)}</td>"
+                                    f"<td>{html.escape(m['value'], quote=False)}</td></tr>" for m in rows if m)
+                    out.append(f'<table class="{TABLE_CLASS}"><tbody>{cells}</tbody></table>')
+                out.append("")
+                i = j
+                continue
+            i += 1  # the list items follow as lines of their own
             continue
         heading = _HEADING.match(line)
         if heading:
             out.append(f"**{escape(heading.group(1))}**")
         elif line.startswith("- "):
             out.append(f"- {escape(line[2:])}")
-        elif lead and items:
-            out.append(f"**{escape(lead['title'])}** {escape(lead['markers'])}:")
-            out.append("")  # a list needs a blank line before it under a paragraph
         else:
             out.append(escape(line))
         i += 1
@@ -82,14 +82,14 @@ def answer_markdown(text: str, links: bool = True, headers: Mapping[str, tuple[s
     return rendered
 
 
-def sources_list(citations: tuple[Citation, ...], titles: Mapping[str, str]) -> str:
-    """Each cited passage as HTML on one line, escaped, its quoted parts highlighted; ``titles`` maps a source
-    file to the name shown for it (see ``source_titles``)."""
+def sources_list(citations: tuple[Citation, ...]) -> str:
+    """Each cited passage as HTML on one line, escaped, its quoted parts highlighted, headed by its section and
+    its document's title and file name (two documents may share a title)."""
     items = []
     for citation in citations:
         chunk = citation.chunk
         name = chunk.source.rsplit("/", 1)[-1]
-        title = titles.get(chunk.source, chunk.title)
+        title = chunk.title
         where = (title if name in title else f"{title} · {name}" if title else name) + \
             (f", page {chunk.page}" if chunk.page else "")
         section = chunk.section or chunk.title
@@ -100,17 +100,17 @@ def sources_list(citations: tuple[Citation, ...], titles: Mapping[str, str]) -> 
     return "".join(items)
 
 
-def sources_block(citations: tuple[Citation, ...], titles: Mapping[str, str]) -> str:
+def sources_block(citations: tuple[Citation, ...]) -> str:
     """A collapsed "Sources" block for one answer, on one line with no blank line, so markdown leaves it whole."""
     if not citations:
         return ""
     return (f"{_SOURCES_START}><summary>Sources ({len(citations)})</summary>"
-            + sources_list(citations, titles) + "</details>")
+            + sources_list(citations) + "</details>")
 
 
-def message(answer: Answer, titles: Mapping[str, str]) -> str:
+def message(answer: Answer) -> str:
     """The whole chat message for an answer: its markdown, then its sources block."""
-    block = sources_block(answer.citations, titles)
+    block = sources_block(answer.citations)
     headers = {f"[{c.n}]": header for c in answer.citations if (header := _table_header(c.chunk.text))}
     body = answer_markdown(answer.text, links=bool(answer.citations), headers=headers)
     return f"{body}\n\n{block}" if block else body
@@ -159,7 +159,8 @@ def plain_text(content: str) -> str:
 
 
 def source_titles(sources: Mapping[str, str]) -> dict[str, str]:
-    """The name to show for each source file: its title, or its file name where several share one title."""
+    """The name to show for each source file in a list of documents: its title, with its file name where several
+    share one title."""
     counts: dict[str, int] = {}
     for title in sources.values():
         counts[title] = counts.get(title, 0) + 1

@@ -109,8 +109,7 @@ class ChatUI:
         clients (gradio_client marks its calls) get the plain answer.
         """
         api = bool(request and request.headers.get("x-gradio-user") == "api")
-        history = [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))}
-                   for m in history]
+        history = _as_said(history)
         answer, streamed = Answer(""), False
         try:
             for answer in self.service.ask_stream(message_text(message), history):
@@ -122,7 +121,7 @@ class ChatUI:
         if api:
             yield answer.text
             return
-        final = render.message(answer, self._titles())
+        final = render.message(answer)
         self._remember(final, answer)
         if not streamed:  # a composed answer is ready at once; show it arriving a few words at a time
             pieces = re.split(r"(\s+)", render.answer_markdown(answer.text, links=False))
@@ -140,37 +139,26 @@ class ChatUI:
     def latest_sources(self, history: list[dict[str, Any]] | None) -> str:
         """The side panel for the newest answer in the chat."""
         last = next((message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant"), "")
-        return self._panel(last)
+        return render_sources(self._recall(last))
 
     def selected_sources(self, history: list[dict[str, Any]] | None, data: gr.SelectData) -> str:
         """The side panel for the answer the user clicked."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         history = history or []
         content = message_text(history[index].get("content")) if 0 <= index < len(history) else ""
-        return self._panel(content)
-
-    def _panel(self, content: str) -> str:
-        answer = self._recall(content)
-        if answer is None or not answer.citations:
-            return render_sources(None)
-        return render.sources_list(answer.citations, self._titles())
+        return render_sources(self._recall(content))
 
     def vote(self, data: gr.LikeData, history: list[dict[str, Any]]) -> None:
         """Record a like or dislike with the question, the conversation before it, the answer and its sources."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         text = message_text(history[index].get("content")) if 0 <= index < len(history) else message_text(data.value)
         answer = self._recall(text) or Answer(render.plain_text(text), kind="unknown")
-        before = [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))}
-                  for m in history[:index]]
+        before = _as_said(history[:index])
         question_at = next((i for i in range(len(before) - 1, -1, -1) if before[i].get("role") == "user"), None)
         question = message_text(before[question_at].get("content")) if question_at is not None else ""
         earlier = before[:question_at] if question_at is not None else before
         record_vote(self.service.settings.feedback_dir, question, earlier, answer, bool(data.liked))
         gr.Info("Thanks, your feedback was saved.")
-
-    def _titles(self) -> dict[str, str]:
-        documents = self.service.index.documents
-        return render.source_titles({source: str(doc.get("title") or "") for source, doc in documents.items()})
 
     def _remember(self, shown: str, answer: Answer) -> None:
         # Keyed by the message text alone: a saved chat reopened after a reload has a new session, and what
@@ -242,8 +230,9 @@ class ChatUI:
     def upload(self, files: list[str] | None) -> str:
         """Copy uploaded files into the corpus and start an update; say what was added and what was refused."""
         settings = self.service.settings
-        if uploads_blocked(settings):
-            return html.escape(uploads_blocked(settings) or "")
+        blocked = uploads_blocked(settings)  # checked here too: a hidden control is no permission
+        if blocked:
+            return html.escape(blocked)
         added, refused = [], []
         for path in files or []:
             try:
@@ -259,8 +248,9 @@ class ChatUI:
     def remove(self, source: str | None) -> str:
         """Delete one document from the corpus and start an update."""
         settings = self.service.settings
-        if uploads_blocked(settings):
-            return html.escape(uploads_blocked(settings) or "")
+        blocked = uploads_blocked(settings)  # checked here too: a hidden control is no permission
+        if blocked:
+            return html.escape(blocked)
         if not source:
             return "Choose a document to remove."
         try:
@@ -367,12 +357,7 @@ def render_sources(answer: Answer | None) -> str:
     """HTML for the side panel: the cited passages of one answer, escaped, the quoted parts highlighted."""
     if answer is None or not answer.citations:
         return '<div class="empty">Click an answer to see the passages it cites here.</div>'
-    return render.sources_list(answer.citations, {})
-
-
-def highlight(text: str, quotes: tuple[str, ...]) -> str:
-    """``text`` escaped, with each quote's first occurrence wrapped in <mark> (see ``render.highlight``)."""
-    return render.highlight(text, quotes)
+    return render.sources_list(answer.citations)
 
 
 def launch(service: AdvisorService) -> None:
@@ -387,6 +372,11 @@ def launch(service: AdvisorService) -> None:
                 max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
                 # Gradio serves no file outside its own folders anyway; these are never to be served.
                 blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)])
+
+
+def _as_said(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat history as the conversation went, without what the page added to answers (see render.plain_text)."""
+    return [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))} for m in history]
 
 
 def _day(built_at: str) -> str:

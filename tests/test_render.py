@@ -21,7 +21,7 @@ def test_document_text_stays_literal_markdown():
 def test_lists_headings_tables_and_markers_become_markdown():
     text = ("**Do I need a degree?**\nNo [1].\n\nAverage Salary [1]:\n- Entry Level: $85,000\n- Senior: $170,000\n"
             "Skills [1]:\n- Python\n- SQL")
-    markdown = render.message(_answer(text, TABLE_PASSAGE), {})
+    markdown = render.message(_answer(text, TABLE_PASSAGE))
     assert markdown.startswith("**Do I need a degree?**\nNo [\\[1\\]](#cite-1).")
     assert "| Level | Salary |\n| --- | --- |\n| Entry Level | \\$85,000 |" in markdown  # header from the passage
     assert "**Skills** [\\[1\\]](#cite-1):\n\n- Python\n- SQL" in markdown
@@ -39,12 +39,12 @@ def test_plain_text_gives_back_what_the_answerer_wrote():
     for text in ("Pay [1]:\n- Entry Level: $85,000\n- Senior: $170,000\nIt rises [1].",
                  "Quokkas paste <script>x</script> & ![p](u) [1].", "Skills [1]:\n- Python (3.x)\n- SQL"):
         for passage in (TABLE_PASSAGE, "Plain passage."):
-            assert render.plain_text(render.message(_answer(text, passage), {})) == text, (text, passage)
+            assert render.plain_text(render.message(_answer(text, passage))) == text, (text, passage)
     assert render.plain_text("What do **juniors** earn?") == "What do **juniors** earn?"  # users' text as typed
 
 
 def test_sources_name_the_file_when_titles_repeat():
     titles = render.source_titles({"corpus/a.txt": "ML Engineer", "corpus/b.txt": "ML Engineer", "corpus/c.md": "Data"})
     assert titles == {"corpus/a.txt": "ML Engineer · a.txt", "corpus/b.txt": "ML Engineer · b.txt", "corpus/c.md": "Data"}
-    block = render.sources_block(_answer("x [1].", f"Intro.\n{HOSTILE}").citations, {})
+    block = render.sources_block(_answer("x [1].", f"Intro.\n{HOSTILE}").citations)
     assert "<script" not in block and "Guide · guide.md" in block and "<br>" in block

@@ -9,7 +9,8 @@ from advisor.feedback import record_vote
 from advisor.index import build
 from advisor.service import AdvisorService
 from advisor.types import Answer, Chunk, Citation, Hit
-from advisor.ui import highlight, render_sources
+from advisor.render import highlight
+from advisor.ui import render_sources
 from conftest import DATA
 
 HOSTILE = '<script>alert("xss")</script> and <img src=x onerror="alert(1)"> & ![p](http://remote.invalid/p.png)'
