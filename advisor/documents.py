@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from advisor.config import Settings
 from advisor.errors import AdvisorError, CorpusMissing
-from advisor.load import FORMATS, SUPPORTED, hash_file, scan_corpus
+from advisor.files import hash_file
+from advisor.load import FORMATS, SUPPORTED, scan_corpus
 from advisor.types import Skipped
 
 if TYPE_CHECKING:  # the index module pulls in numpy and the vector stores; listing needs only its manifest
@@ -64,21 +65,23 @@ def list_documents(corpus_dir: Path, index: Index | None) -> tuple[list[Document
     files, skipped = scan_corpus(root)
     documents = index.documents if index is not None else {}
     # Files the last build read but could not use, keyed by the bytes it saw: same bytes, same reason.
-    failed = index.manifest.get("skipped", {}) if index is not None else {}
+    failed = index.manifest.skipped if index is not None else {}
     rows = []
     for file in files:
         entry = documents.get(file.source)
-        failure = failed.get(file.source) or {}
-        rows.append(DocumentInfo(
-            source=file.source,
-            title=str(entry.get("title") or file.path.name) if entry else file.path.name,
-            kind=FORMATS[file.path.suffix.lower()],
-            size=file.size,
-            passages=len(entry["chunk_ids"]) if entry else 0,
-            indexed=entry is not None,
-            up_to_date=entry is not None and entry["sha256"] == file.sha256,
-            problem=str(failure.get("reason", "")) if entry is None and failure.get("sha256") == file.sha256 else "",
-        ))
+        failure = failed.get(file.source)
+        rows.append(
+            DocumentInfo(
+                source=file.source,
+                title=(entry.title or file.path.name) if entry else file.path.name,
+                kind=FORMATS[file.path.suffix.lower()],
+                size=file.size,
+                passages=len(entry.chunk_ids) if entry else 0,
+                indexed=entry is not None,
+                up_to_date=entry is not None and entry.sha256 == file.sha256,
+                problem=failure.reason if failure and entry is None and failure.sha256 == file.sha256 else "",
+            )
+        )
     return rows, skipped
 
 
@@ -118,8 +121,7 @@ def add_document(corpus_dir: Path, filename: str, data_path: Path, max_bytes: in
     suffix = Path(name).suffix
     if suffix not in FORMATS:
         raise DocumentRefused(
-            f"'{filename}' is not a supported document type ('{suffix or 'no extension'}'); "
-            f"upload one of: {SUPPORTED}"
+            f"'{filename}' is not a supported document type ('{suffix or 'no extension'}'); upload one of: {SUPPORTED}"
         )
     data_path = Path(data_path)
     try:
@@ -146,8 +148,9 @@ def add_document(corpus_dir: Path, filename: str, data_path: Path, max_bytes: in
         _check_size(filename, copied, max_bytes)
         return _claim_name(root, name, tmp, digest.hexdigest(), filename)
     except OSError as exc:
-        raise DocumentRefused(f"'{filename}' could not be saved in {root} ({exc.strerror or exc}); "
-                              "check the folder's free space and permissions") from None
+        raise DocumentRefused(
+            f"'{filename}' could not be saved in {root} ({exc.strerror or exc}); check the folder's free space and permissions"
+        ) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -169,15 +172,18 @@ def remove_document(corpus_dir: Path, source: str) -> None:
     if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
         raise DocumentRefused(f"{given!r} is not a document in the corpus; give its name as listed, e.g. '{root.name}/guide.md'")
     if any(part.startswith(".") for part in (*parts, *Path(relative).parts)):  # "..", "." and hidden names
-        raise DocumentRefused(f"{given!r} is outside the corpus's documents ('..' or a hidden name); "
-                              f"give a name as listed, e.g. '{root.name}/guide.md'")
+        raise DocumentRefused(
+            f"{given!r} is outside the corpus's documents ('..' or a hidden name); "
+            f"give a name as listed, e.g. '{root.name}/guide.md'"
+        )
     path = root.joinpath(*parts)
     if not path.parent.resolve().is_relative_to(root):
         raise DocumentRefused(f"{given!r} is in a folder that leads outside {root}; remove it by hand if it must go")
     if path.is_symlink():
         if not path.resolve().is_relative_to(root):
-            raise DocumentRefused(f"{given!r} is a symlink to {os.readlink(path)}, outside {root}; remove it by hand "
-                                  "if it must go")
+            raise DocumentRefused(
+                f"{given!r} is a symlink to {os.readlink(path)}, outside {root}; remove it by hand if it must go"
+            )
     elif not path.exists():
         raise DocumentRefused(f"{given!r} does not exist in {root}; it may have been removed already (refresh the list)")
     elif not path.is_file():
@@ -187,8 +193,9 @@ def remove_document(corpus_dir: Path, source: str) -> None:
     except FileNotFoundError:
         raise DocumentRefused(f"{given!r} does not exist in {root}; it may have been removed already") from None
     except OSError as exc:
-        raise DocumentRefused(f"{given!r} could not be removed ({exc.strerror or exc}); check the corpus folder's "
-                              "permissions") from None
+        raise DocumentRefused(
+            f"{given!r} could not be removed ({exc.strerror or exc}); check the corpus folder's permissions"
+        ) from None
 
 
 def uploads_blocked(settings: Settings) -> str | None:
@@ -199,9 +206,11 @@ def uploads_blocked(settings: Settings) -> str | None:
     """
     if settings.auth or _is_loopback(settings.host):
         return None
-    return (f"Adding and removing documents from this page is off: the server listens on {settings.host} without a "
-            "login. Set ADVISOR_AUTH=user:password, or serve on 127.0.0.1 (ADVISOR_HOST); or put files in "
-            f"{settings.corpus_dir} yourself and run `python -m advisor index`.")
+    return (
+        f"Adding and removing documents from this page is off: the server listens on {settings.host} without a "
+        "login. Set ADVISOR_AUTH=user:password, or serve on 127.0.0.1 (ADVISOR_HOST); or put files in "
+        f"{settings.corpus_dir} yourself and run `python -m advisor index`."
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -210,8 +219,9 @@ def uploads_blocked(settings: Settings) -> str | None:
 def _corpus_root(corpus_dir: Path) -> Path:
     root = Path(corpus_dir).resolve()
     if not root.is_dir():
-        raise CorpusMissing(f"corpus folder {root} does not exist; create it or point ADVISOR_CORPUS / --corpus at "
-                            "your documents")
+        raise CorpusMissing(
+            f"corpus folder {root} does not exist; create it or point ADVISOR_CORPUS / --corpus at your documents"
+        )
     return root
 
 
@@ -219,8 +229,10 @@ def _check_size(filename: str, size: int, max_bytes: int) -> None:
     if size == 0:
         raise DocumentRefused(f"'{filename}' is empty; upload a file with some text")
     if size > max_bytes:
-        raise DocumentRefused(f"'{filename}' is {_human(size)}, over the {_human(max_bytes)} limit; split it, or raise "
-                              "ADVISOR_MAX_FILE_MB and restart")
+        raise DocumentRefused(
+            f"'{filename}' is {_human(size)}, over the {_human(max_bytes)} limit; split it, or raise "
+            "ADVISOR_MAX_FILE_MB and restart"
+        )
 
 
 def _human(size: int) -> str:
@@ -240,12 +252,14 @@ def _claim_name(root: Path, name: str, tmp: Path, sha256: str, filename: str) ->
         if not target.resolve().is_relative_to(root):
             continue
         if target.is_file() and _same_bytes(target, sha256):
-            raise DocumentRefused(f"'{filename}' is already in the corpus as {root.name}/{target.name} (same content); "
-                                  "nothing was added")
+            raise DocumentRefused(
+                f"'{filename}' is already in the corpus as {root.name}/{target.name} (same content); nothing was added"
+            )
         if _link_if_free(tmp, target):
             return target
-    raise DocumentRefused(f"'{filename}': {name} and {MAX_CLASHES - 1} numbered copies already exist in {root}; "
-                          "rename the file and upload it again")
+    raise DocumentRefused(
+        f"'{filename}': {name} and {MAX_CLASHES - 1} numbered copies already exist in {root}; rename the file and upload it again"
+    )
 
 
 def _link_if_free(tmp: Path, target: Path) -> bool:

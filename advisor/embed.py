@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from advisor.config import PACKAGED_MODEL
+from advisor.config import PACKAGED_MODEL, quiet_environment
 from advisor.errors import ModelUnavailable
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-# No hub is reachable here: without this, a missing file turns into a slow network retry.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def model_path(name: str) -> str:
@@ -50,6 +45,7 @@ class Embedder:
     @functools.cached_property
     def model(self) -> SentenceTransformer:
         """The loaded model (the first access imports torch and takes a few seconds)."""
+        quiet_environment()  # no hub is reachable: without HF_HUB_OFFLINE a missing file becomes a slow network retry
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 

@@ -39,3 +39,7 @@ class IndexBusy(AdvisorError):
 
 class StoreUnavailable(AdvisorError):
     """The vector store (a Milvus server or file) cannot be reached or opened."""
+
+
+# The fix named by every message about an index that cannot be used as it is.
+REBUILD = "run `python -m advisor index --full` to rebuild it"

@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advisor.answer import normalized
 from advisor.embed import Embedder
 from advisor.errors import AdvisorError
 from advisor.load import LoadError, load_document, scan_corpus
-from advisor.store import FaissStore
 from advisor.types import Answer, Chunk, Citation, Hit
 
 KINDS = ("fact", "followup", "out_of_scope", "chitchat")
@@ -93,8 +94,13 @@ def read_golden(path: Path) -> list[GoldenItem]:
             kind = data.get("kind", "fact")
             if kind not in KINDS:
                 raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-            item = GoldenItem(str(data["question"]), tuple(data.get("history") or ()), tuple(data.get("evidence") or ()),
-                              tuple(data.get("answer_any") or ()), kind)
+            item = GoldenItem(
+                str(data["question"]),
+                tuple(data.get("history") or ()),
+                tuple(data.get("evidence") or ()),
+                tuple(data.get("answer_any") or ()),
+                kind,
+            )
             if item.answerable and not (item.evidence and item.answer_any):
                 raise ValueError("a fact or followup item needs 'evidence' and 'answer_any'")
         except (ValueError, KeyError, TypeError) as exc:
@@ -169,9 +175,18 @@ def summarize(results: Sequence[Result]) -> Scores:
 def result_record(result: Result) -> dict[str, Any]:
     """One judged question as plain JSON (for `eval --results`)."""
     item, answer = result.item, result.answer
-    return {"question": item.question, "kind": item.kind, "history": list(result.history), "answer": answer.text,
-            "answer_kind": answer.kind, "correct": result.correct, "declined": result.declined, "rank": result.rank,
-            "words": result.words, "sources": [f"{c.chunk.source} — {c.chunk.section}" for c in answer.citations]}
+    return {
+        "question": item.question,
+        "kind": item.kind,
+        "history": list(result.history),
+        "answer": answer.text,
+        "answer_kind": answer.kind,
+        "correct": result.correct,
+        "declined": result.declined,
+        "rank": result.rank,
+        "words": result.words,
+        "sources": [f"{c.chunk.source} — {c.chunk.section}" for c in answer.citations],
+    }
 
 
 def fingerprint(results: Sequence[Result]) -> str:
@@ -184,8 +199,8 @@ def fingerprint(results: Sequence[Result]) -> str:
 
 
 class NaiveRecipe:
-    """The LangChain-tutorial setup: RecursiveCharacterTextSplitter(1000, 200), the same model, FAISS flat,
-    the question alone (no history); with no LLM, its answer is the best chunk itself."""
+    """The LangChain-tutorial setup: RecursiveCharacterTextSplitter(1000, 200), the same model, exact inner-product
+    search (what FAISS flat computes), the question alone (no history); with no LLM, its answer is the best chunk."""
 
     def __init__(self, corpus_dir: Path, embedder: Embedder, k: int = 10) -> None:
         from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -204,13 +219,13 @@ class NaiveRecipe:
                 start = doc.text.find(piece, cursor)
                 cursor = start + 1
                 self.chunks.append(Chunk(len(self.chunks), doc.source, doc.title, "", piece, start, start + len(piece)))
-        self.store = FaissStore(embedder.dim)
-        self.store.add("", list(range(len(self.chunks))), embedder.embed_passages([c.text for c in self.chunks]))
+        self.vectors = embedder.embed_passages([c.text for c in self.chunks]) if self.chunks else np.zeros((0, embedder.dim))
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """The top chunk for the question alone, cited as [1]."""
-        found = self.store.search(self.embedder.embed_query(question), self.k)
-        hits = tuple(Hit(self.chunks[i], s, rank, dense=s) for rank, (i, s) in enumerate(found, start=1))
+        scores = self.vectors @ self.embedder.embed_query(question)[0]
+        best = np.argsort(-scores, kind="stable")[: self.k]
+        hits = tuple(Hit(self.chunks[i], float(scores[i]), rank, dense=float(scores[i])) for rank, i in enumerate(best, start=1))
         if not hits:
             return Answer("", kind="out_of_scope")
         return Answer(f"{hits[0].chunk.text} [1]", (Citation(1, hits[0], (hits[0].chunk.text,)),), hits=hits)
@@ -222,5 +237,50 @@ def check(scores: Scores, thresholds: dict[str, float]) -> list[str]:
     unknown = set(thresholds) - set(values)
     if unknown:
         raise GoldenSetError(f"unknown metric(s) in thresholds: {', '.join(sorted(unknown))}")
-    return [f"{name} = {values[name]:.3f} is below the threshold {minimum:.3f}"
-            for name, minimum in thresholds.items() if values[name] < minimum]
+    return [
+        f"{name} = {values[name]:.3f} is below the threshold {minimum:.3f}"
+        for name, minimum in thresholds.items()
+        if values[name] < minimum
+    ]
+
+
+# What each metric means, for the Markdown report.
+METRICS = {
+    "hit_at_1": "evidence passage ranked first",
+    "hit_at_3": "evidence passage in the top 3",
+    "mrr": "mean reciprocal rank of the evidence",
+    "answer_accuracy": "answers stating the expected fact (single questions)",
+    "followup_accuracy": "answers stating the expected fact (follow-ups)",
+    "refusal_accuracy": "out-of-scope questions and small talk handled as such",
+    "in_scope_answered": "answerable questions answered, not declined",
+    "out_of_scope_declined": "questions the documents cannot answer, declined",
+    "citations_valid": "citations pointing at a listed source",
+    "quotes_verified": "quoted text found in the cited passage",
+    "median_answer_words": "median answer length in words",
+}
+
+
+def report_markdown(path: Path, items: Sequence[GoldenItem], ours: Scores, naive: Scores, fingerprint: str, store: str) -> str:
+    """The scores as a Markdown table, advisor beside the naive recipe, for docs/results/ (written by `eval --report`)."""
+    counts = ", ".join(f"{sum(1 for i in items if i.kind == k)} {k.replace('_', '-')}" for k in KINDS)
+    lines = [
+        f"Golden set `{_relative(path)}`: {len(items)} questions ({counts}). Vectors in {store}; "
+        f"retrieval fingerprint `{fingerprint}`. Written by `python -m advisor eval --report`.",
+        "",
+        "| metric | what it counts | advisor | naive recipe |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    theirs = naive.as_dict()
+    for name, value in ours.as_dict().items():
+        if name == "questions":
+            continue
+        digits = 1 if name == "median_answer_words" else 3
+        lines.append(f"| {name} | {METRICS.get(name, '')} | {value:.{digits}f} | {theirs[name]:.{digits}f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -14,9 +14,11 @@ from advisor.query import lexicon, phrase_pattern
 _WORD = re.compile(r"[A-Za-z0-9][\w'’.&-]*")
 _YEAR = re.compile(r"\b(19[5-9]\d|20\d\d)\b")
 # A job named as the asker's own background ("I'm a nurse", "as a developer") is not what they ask about.
-_BACKGROUND = re.compile(r"\b(i'?m|i am|im|i was|i work as|work(ing|ed)? as|as an?|from|former|formerly|currently|"
-                         r"been an?)\s+(an?\s+|the\s+)?((\w[\w'’-]*\s+){0,3})$",
-                         re.IGNORECASE)
+_BACKGROUND = re.compile(
+    r"\b(i'?m|i am|im|i was|i work as|work(ing|ed)? as|as an?|from|former|formerly|currently|"
+    r"been an?)\s+(an?\s+|the\s+)?((\w[\w'’-]*\s+){0,3})$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Facet:
         """Whether the stemmed ``words`` contain one of its variants, its words next to each other."""
         for variant in self.variants:
             n = len(variant)
-            if any(tuple(words[i:i + n]) == variant for i in range(len(words) - n + 1)):
+            if any(tuple(words[i : i + n]) == variant for i in range(len(words) - n + 1)):
                 return True
         return False
 
@@ -107,23 +109,22 @@ def _named(text: str) -> list[tuple[int, Facet]]:
     levels = {w.lower() for w in _lists()["levels"]}
     words = list(_WORD.finditer(text))
     for i, m in enumerate(words):
-        if m.group().lower() not in heads or _BACKGROUND.search(text[:m.start()]):
+        if m.group().lower() not in heads or _BACKGROUND.search(text[: m.start()]):
             continue
         # The words just before the head say which job it is ("data scientist", "machine learning engineer");
         # a level ("senior") or a function word ends them.
         before: list[str] = []
         nxt = m
-        for w in reversed(words[max(0, i - 3):i]):
+        for w in reversed(words[max(0, i - 3) : i]):
             lowered = w.group().lower()
-            if lowered in STOPWORDS or lowered in levels or text[w.end():nxt.start()].strip():
+            if lowered in STOPWORDS or lowered in levels or text[w.end() : nxt.start()].strip():
                 break
             before.insert(0, w.group())
             nxt = w
         modifier = _modifier(before)
         head = tuple(terms(m.group()))
         if modifier:
-            found.append((m.start(), Facet(f"{modifier} {m.group()}", "job",
-                                           tuple(v + head for v in _variants(modifier)))))
+            found.append((m.start(), Facet(f"{modifier} {m.group()}", "job", tuple(v + head for v in _variants(modifier)))))
         else:
             found.append((m.start(), Facet(m.group(), "job", (head,))))
     return sorted(found, key=lambda pair: pair[0])

@@ -51,8 +51,13 @@ class Kin:
     def __call__(self, word: str) -> tuple[str, ...]:
         """Up to MOST corpus words meaning nearly what ``word`` means, closest first; none for a corpus word."""
         lower = word.lower()
-        if (not self.words or lower in self._known or lower in STOPWORDS or not _WORD.fullmatch(lower)
-                or english_rank(lower) < COMMON):
+        if (
+            not self.words
+            or lower in self._known
+            or lower in STOPWORDS
+            or not _WORD.fullmatch(lower)
+            or english_rank(lower) < COMMON
+        ):
             return ()
         closeness = self._vectors @ self._embed([lower])[0]
         best = np.argsort(-closeness)[:MOST]

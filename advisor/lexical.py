@@ -28,7 +28,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"[a-z0-9]+(?:['’.][a-z0-9]+)*")
 
 
-def _stemmer():  # noqa: ANN202 - PyStemmer has no type stubs
+def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")

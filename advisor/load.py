@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.split import first_heading
+from advisor.blocks import first_heading
+from advisor.files import hash_file
 from advisor.types import Document, Page, Skipped
 
 # Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block): the index
@@ -103,8 +104,13 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
 
 def decode_text(raw: bytes) -> tuple[str, str]:
     """Decode bytes as text, returning (text, encoding); raise LoadError for binary data."""
-    for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+    for bom, encoding in (
+        (b"\xef\xbb\xbf", "utf-8-sig"),
+        (b"\xff\xfe\x00\x00", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    ):
         if raw.startswith(bom):
             try:
                 return raw.decode(encoding), encoding
@@ -140,24 +146,54 @@ def _source_name(root: Path, path: Path) -> str:
     return f"{root.name}/{path.relative_to(root).as_posix()}"
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size in bytes of a file, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 # --- HTML -------------------------------------------------------------------------------
 
-_DROP_TAGS = {"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside", "form",
-              "iframe", "button", "select", "head", "canvas", "object", "embed"}
+_DROP_TAGS = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "button",
+    "select",
+    "head",
+    "canvas",
+    "object",
+    "embed",
+}
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-_BLOCKS = {"p", "div", "section", "article", "main", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "table",
-           "thead", "tbody", "tfoot", "figure", "figcaption", "address", "hr", "body", "html", "details", "summary"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "figure",
+    "figcaption",
+    "address",
+    "hr",
+    "body",
+    "html",
+    "details",
+    "summary",
+}
 
 
 def _html_text(raw: bytes) -> tuple[str, str]:
@@ -193,7 +229,7 @@ class _HtmlWriter:
         if words:
             self.blocks.append(prefix + words)
 
-    def walk(self, node) -> None:  # noqa: ANN001 - bs4 node types
+    def walk(self, node) -> None:
         from bs4 import NavigableString, Tag
 
         for child in node.children:

@@ -14,10 +14,16 @@ from advisor.lexical import STOPWORDS, terms
 # A question that leans on an earlier one (English grammar, true of any corpus): it opens with a
 # connective ("And at the senior level?", "What about Germany?") or, being short, refers back with a
 # pronoun ("What do they build there?", "Which of those is cheapest?").
-_LEADING = re.compile(r"^\s*(and|but|also|so|or|then|what about|how about|what of|same for|and what about|"
-                      r"what if|how does that|how do those|compared to|in comparison|ok and|okay and)\b", re.IGNORECASE)
-_REFERRING = re.compile(r"\b(it|its|they|them|their|theirs|that|those|these|this|there|he|she|his|her|such|"
-                        r"the same|which one|that one|this one|the one|ones|one|others|another|else)\b", re.IGNORECASE)
+_LEADING = re.compile(
+    r"^\s*(and|but|also|so|or|then|what about|how about|what of|same for|and what about|"
+    r"what if|how does that|how do those|compared to|in comparison|ok and|okay and)\b",
+    re.IGNORECASE,
+)
+_REFERRING = re.compile(
+    r"\b(it|its|they|them|their|theirs|that|those|these|this|there|he|she|his|her|such|"
+    r"the same|which one|that one|this one|the one|ones|one|others|another|else)\b",
+    re.IGNORECASE,
+)
 SHORT = 4  # content words: at most this many, a question with a pronoun refers back
 TERSE = 2  # content words: at most this many, a question in a conversation continues it
 # How much each kind of query word counts in BM25 and in judging coverage: the user's own words most,
@@ -79,8 +85,9 @@ def lexicon_terms() -> frozenset[str]:
     return frozenset(t for _, phrases in lexicon() for phrase in phrases for t in terms(phrase))
 
 
-def synonyms(question: str, known: Container[str], kin: Callable[[str], Sequence[str]] | None = None
-             ) -> dict[str, frozenset[str]]:
+def synonyms(
+    question: str, known: Container[str], kin: Callable[[str], Sequence[str]] | None = None
+) -> dict[str, frozenset[str]]:
     """For each stem of the question's words that a lexicon group matches: the stems of the group's other
     phrases that the corpus uses (``known``, every word of a phrase). A phrase's own stems map to all of them.
 
@@ -121,8 +128,13 @@ def is_followup(question: str) -> bool:
     return len(words) <= TERSE
 
 
-def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Container[str] = (),
-                correct: Any = None, kin: Callable[[str], Sequence[str]] | None = None) -> Query:
+def build_query(
+    question: str,
+    history: Sequence[dict[str, Any]] = (),
+    known: Container[str] = (),
+    correct: Any = None,
+    kin: Callable[[str], Sequence[str]] | None = None,
+) -> Query:
     """The query for ``question``, blending in earlier user questions when it is a follow-up.
 
     ``known`` holds the corpus's stems (synonyms are added only where the corpus uses them); ``correct``,
@@ -161,8 +173,16 @@ def build_query(question: str, history: Sequence[dict[str, Any]] = (), known: Co
     for term in own:
         weights[term] = OWN_WEIGHT
     last_answer = next((text for role, text in reversed(turns) if role == "assistant"), "") if followup else ""
-    return Query(question=question, text=" ".join([*context, question]), weights=weights, own=frozenset(own),
-                 followup=followup, synonyms=own_synonyms, corrected=corrected, previous_answer=last_answer)
+    return Query(
+        question=question,
+        text=" ".join([*context, question]),
+        weights=weights,
+        own=frozenset(own),
+        followup=followup,
+        synonyms=own_synonyms,
+        corrected=corrected,
+        previous_answer=last_answer,
+    )
 
 
 def content_words(text: str) -> list[str]:

@@ -6,7 +6,7 @@ import html
 import re
 from collections.abc import Mapping
 
-from advisor.split import parse_blocks
+from advisor.blocks import parse_blocks
 from advisor.statements import parse_table
 from advisor.types import Answer, Citation
 
@@ -60,8 +60,11 @@ def answer_markdown(text: str, links: bool = True, headers: Mapping[str, tuple[s
                     out.append("| --- | --- |")
                     out.extend(f"| {escape(m['label'])} | {escape(m['value'])} |" for m in rows if m)
                 else:  # no column names to head a markdown table with: an HTML table, on one line, of rows only
-                    cells = "".join(f"<tr><td>{html.escape(m['label'], quote=False)}</td>"
-                                    f"<td>{html.escape(m['value'], quote=False)}</td></tr>" for m in rows if m)
+                    cells = "".join(
+                        f"<tr><td>{html.escape(m['label'], quote=False)}</td><td>{html.escape(m['value'], quote=False)}</td></tr>"
+                        for m in rows
+                        if m
+                    )
                     out.append(f'<table class="{TABLE_CLASS}"><tbody>{cells}</tbody></table>')
                 out.append("")
                 i = j
@@ -90,13 +93,16 @@ def sources_list(citations: tuple[Citation, ...]) -> str:
         chunk = citation.chunk
         name = chunk.source.rsplit("/", 1)[-1]
         title = chunk.title
-        where = (title if name in title else f"{title} · {name}" if title else name) + \
-            (f", page {chunk.page}" if chunk.page else "")
+        where = (title if name in title else f"{title} · {name}" if title else name) + (
+            f", page {chunk.page}" if chunk.page else ""
+        )
         section = chunk.section or chunk.title
         passage = highlight(chunk.text, citation.quotes).replace("\n", "<br>")
-        items.append(f'<div class="src src-{citation.n}"><div class="src-head">[{citation.n}] {html.escape(section)}'
-                     f'</div><div class="src-file">{html.escape(where)}</div>'
-                     f'<div class="src-text">{passage}</div></div>')
+        items.append(
+            f'<div class="src src-{citation.n}"><div class="src-head">[{citation.n}] {html.escape(section)}'
+            f'</div><div class="src-file">{html.escape(where)}</div>'
+            f'<div class="src-text">{passage}</div></div>'
+        )
     return "".join(items)
 
 
@@ -104,8 +110,7 @@ def sources_block(citations: tuple[Citation, ...]) -> str:
     """A collapsed "Sources" block for one answer, on one line with no blank line, so markdown leaves it whole."""
     if not citations:
         return ""
-    return (f"{_SOURCES_START}><summary>Sources ({len(citations)})</summary>"
-            + sources_list(citations) + "</details>")
+    return f"{_SOURCES_START}><summary>Sources ({len(citations)})</summary>" + sources_list(citations) + "</details>"
 
 
 def message(answer: Answer) -> str:
@@ -121,7 +126,7 @@ def _table_header(passage: str) -> tuple[str, str] | None:
     tables = [block for block in parse_blocks(passage) if block.kind == "table"]
     if len(tables) != 1:
         return None
-    table = parse_table(passage[tables[0].start:tables[0].end], "")
+    table = parse_table(passage[tables[0].start : tables[0].end], "")
     return (table.columns[0], table.columns[1]) if table and len(table.columns) == 2 else None
 
 
@@ -146,8 +151,7 @@ def plain_text(content: str) -> str:
         if line.startswith("| --- ") or (i + 1 < len(lines) and lines[i + 1].startswith("| --- ")):
             continue  # a table's header and rule: the answer listed only its rows
         if line.startswith(f'<table class="{TABLE_CLASS}">'):
-            kept.extend("- " + ": ".join(re.findall(r"<td>(.*?)</td>", row))
-                        for row in re.findall(r"<tr>(.*?)</tr>", line))
+            kept.extend("- " + ": ".join(re.findall(r"<td>(.*?)</td>", row)) for row in re.findall(r"<tr>(.*?)</tr>", line))
             after_table = True
             continue
         if line.startswith("| ") and line.endswith(" |"):
@@ -164,9 +168,16 @@ def source_titles(sources: Mapping[str, str]) -> dict[str, str]:
     counts: dict[str, int] = {}
     for title in sources.values():
         counts[title] = counts.get(title, 0) + 1
-    return {source: (title if counts[title] == 1 and title else f"{title} · {source.rsplit('/', 1)[-1]}"
-                     if title else source.rsplit("/", 1)[-1])
-            for source, title in sources.items()}
+    return {
+        source: (
+            title
+            if counts[title] == 1 and title
+            else f"{title} · {source.rsplit('/', 1)[-1]}"
+            if title
+            else source.rsplit("/", 1)[-1]
+        )
+        for source, title in sources.items()
+    }
 
 
 def highlight(text: str, quotes: tuple[str, ...]) -> str:

@@ -68,9 +68,9 @@ class Retriever:
         scaled_dense, scaled_lexical = _rescale([dense[i] for i in candidates]), _rescale([lexical[i] for i in candidates])
         fused = {i: DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * b for i, d, b in zip(candidates, scaled_dense, scaled_lexical)}
         best = sorted(candidates, key=lambda i: (-fused[i], -dense[i]))[:k]
-        return [Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i])
-                for rank, i in enumerate(best, start=1)]
-
+        return [
+            Hit(self.index.chunks[i], fused[i], rank, dense=dense[i], lexical=lexical[i]) for rank, i in enumerate(best, start=1)
+        ]
 
     def query(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Query:
         """The query for ``question`` (and its history) in this corpus's words: spelling corrected against its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,10 +13,12 @@ from typing import Any
 from advisor.chat import Advisor
 from advisor.config import Settings
 from advisor.errors import AdvisorError, IndexCorrupt, StoreUnavailable
-from advisor.index import MANIFEST, BuildReport, Index, IndexStatus, build, index_status, read_manifest
+from advisor.index import WAIT_SECONDS, BuildReport, Index, IndexStatus, build, index_status
+from advisor.manifest import MANIFEST, read_manifest
 from advisor.retrieve import Retriever
 from advisor.types import Answer
 
+log = logging.getLogger(__name__)
 
 # How often a question checks whether another process (the CLI, or another replica sharing the index folder
 # and vector store) has swapped in a new index: one stat() of the manifest, at most this often.
@@ -96,11 +99,11 @@ class AdvisorService:
         if not self._reload_lock.acquire(blocking=force):
             return self._advisor  # another question is loading it; answer from the current one meanwhile
         try:
-            if read_manifest(self.settings.index_dir)["build_id"] != self.index.manifest["build_id"]:
+            if read_manifest(self.settings.index_dir).build_id != self.index.manifest.build_id:
                 self._advisor = self._load()
             self._stamp = stamp
-        except AdvisorError:
-            pass  # caught mid-swap or damaged: keep serving this one and look again next time
+        except AdvisorError as exc:  # caught mid-swap or damaged: keep serving this one and look again next time
+            log.warning("Kept serving index %s: the index on disk could not be loaded (%s)", self.index.manifest.build_id, exc)
         finally:
             self._reload_lock.release()
         return self._advisor
@@ -121,10 +124,15 @@ class AdvisorService:
         """Whether the served index matches the corpus (and is the one on disk)."""
         self._current(force=True)
         status = index_status(self.settings)
-        if status.fresh and status.build_id != self.index.manifest["build_id"]:
+        if status.fresh and status.build_id != self.index.manifest.build_id:
             # Someone rebuilt on disk (the CLI, say) after this index was loaded.
-            return IndexStatus(False, "a newer index was built on disk; rebuild to load it",
-                               built_at=status.built_at, documents=status.documents, chunks=status.chunks)
+            return IndexStatus(
+                False,
+                "a newer index was built on disk; rebuild to load it",
+                built_at=status.built_at,
+                documents=status.documents,
+                chunks=status.chunks,
+            )
         return status
 
     def rebuild(self, wait: bool = False) -> bool:
@@ -146,22 +154,29 @@ class AdvisorService:
     def _rebuild(self) -> None:
         started = time.perf_counter()
         try:
-            report = build(self.settings, wait=600)
+            report = build(self.settings, wait=WAIT_SECONDS)
             stamp = self._manifest_stamp()
             fresh = self._load()
         except AdvisorError as exc:
+            log.warning("Rebuild failed: %s", exc)
             self._state = RebuildState(False, f"Rebuild failed: {exc}. Answers still come from the previous index.", ok=False)
             return
-        except Exception as exc:  # noqa: BLE001 - a failed rebuild must leave the app serving
-            self._state = RebuildState(False, f"Rebuild failed ({type(exc).__name__}: {exc}). Answers still come "
-                                              "from the previous index.", ok=False)
+        except Exception as exc:  # a failed rebuild must leave the app serving; the traceback goes to the log
+            log.exception("Rebuild failed")
+            self._state = RebuildState(
+                False, f"Rebuild failed ({type(exc).__name__}: {exc}). Answers still come from the previous index.", ok=False
+            )
             return
         self._advisor, self._stamp = fresh, stamp  # one reference swap: questions already running finish on the old one
         self._state = RebuildState(False, _summary(report, time.perf_counter() - started))
 
 
 def _summary(report: BuildReport, seconds: float) -> str:
-    changes = ", ".join(f"{len(v)} {k}" for k, v in (("added", report.added), ("changed", report.changed),
-                                                    ("removed", report.removed)) if v) or "no document changes"
+    changes = (
+        ", ".join(
+            f"{len(v)} {k}" for k, v in (("added", report.added), ("changed", report.changed), ("removed", report.removed)) if v
+        )
+        or "no document changes"
+    )
     skipped = f"; {len(report.skipped)} file(s) skipped" if report.skipped else ""
     return f"Index rebuilt in {seconds:.1f} s: {changes}{skipped}."

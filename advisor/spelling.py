@@ -96,7 +96,7 @@ class Speller:
         if apostrophe:
             # "isn't", "I'm": a contraction is a word of its own, never a typo of "isn"; "enginer's" is a
             # possessive, its word corrected.
-            base, ending = word[:apostrophe.start()], word[apostrophe.end():]
+            base, ending = word[: apostrophe.start()], word[apostrophe.end() :]
             return self.word(base) + apostrophe.group() + ending if ending.lower() == "s" else word
         lower = word.lower()
         if not lower.isalpha() or lower in self.vocabulary:
@@ -163,7 +163,7 @@ def _acronyms(texts: Iterable[str]) -> dict[str, str]:
             words = run.lower().split()
             for n in (2, 3, 4):
                 for i in range(len(words) - n + 1):
-                    phrase = words[i:i + n]
+                    phrase = words[i : i + n]
                     if not any(w in STOPWORDS or len(w) < 2 for w in phrase):
                         phrases[" ".join(phrase)] += 1
     found: dict[str, str] = {}
@@ -198,10 +198,11 @@ def _one_edit(a: str, b: str) -> bool:
         return False
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
-                                  and a[diff[1]] == b[diff[0]])
+        return len(diff) == 1 or (
+            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+        )
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def _skeleton(word: str) -> str:

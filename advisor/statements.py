@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from advisor.split import parse_blocks
+from advisor.blocks import parse_blocks
 from advisor.types import Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
@@ -17,9 +17,11 @@ _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
 # A sentence opening with one of these leans on the sentence before it and never stands alone (English
 # grammar: connectives and pronouns, true of any document).
-_LEANS_BACK = re.compile(r"^(however|but|they|their|them|it|its|this|these|those|that|such|moreover|furthermore|"
-                         r"also|despite|thus|therefore|hence|in addition|as a result|as expected|he|she|his|her)\b",
-                         re.IGNORECASE)
+_LEANS_BACK = re.compile(
+    r"^(however|but|they|their|them|it|its|this|these|those|that|such|moreover|furthermore|"
+    r"also|despite|thus|therefore|hence|in addition|as a result|as expected|he|she|his|her)\b",
+    re.IGNORECASE,
+)
 _ABBREVIATION = re.compile(r"\b(vs|e\.g|i\.e|etc|Dr|Mr|Ms|St|approx|incl)\.$", re.IGNORECASE)
 _ITEM_MARK = re.compile(r"^\s*(?:[•·▪◦‣●○■□➢➤✓✔]|[-*+](?=\s)|\(?\d{1,3}[.)](?=\s))\s*")
 _VALUE = re.compile(r"(?:^|\s)((?:[+-]|[$€£₹¥]|[A-Z]{1,3}\$)?\s?\d[\d,]*(?:\.\d+)?\s?(?:%|k|K|bn|billion|million|thousand)?)$")
@@ -93,14 +95,14 @@ def _units_of(chunk: Chunk) -> tuple[Unit, ...]:
     top = path[0] if len(path) > 1 else ""
     units: list[Unit] = []
     for b, block in enumerate(blocks):
-        body = text[block.start:block.end]
+        body = text[block.start : block.end]
         if block.kind == "heading":
             heading = block.heading
             continue
         if block.kind == "boilerplate":
             continue
         previous = blocks[b - 1] if b else None
-        lead_in = text[previous.start:previous.end] if previous is not None and previous.kind == "paragraph" else ""
+        lead_in = text[previous.start : previous.end] if previous is not None and previous.kind == "paragraph" else ""
         if lead_in and not lead_in.rstrip().endswith(":"):
             # A list right after a paragraph is introduced by the paragraph's last thought ("There are several
             # common misconceptions …"): its items are said under it, never as facts of their own.
@@ -154,11 +156,13 @@ def _list_units(chunk_id: int, body: str, lead_in: str, heading: str, b: int) ->
         label = ""  # "They help in:" says nothing without the sentence before it; the heading does
     context = label or heading
     head = (label,) if label else ()
-    yield Unit(chunk_id, "list", context, head + tuple(items), heading,
-               f"{heading}. {label} {'; '.join(shown)}".strip(), b, lines=shown)
+    yield Unit(
+        chunk_id, "list", context, head + tuple(items), heading, f"{heading}. {label} {'; '.join(shown)}".strip(), b, lines=shown
+    )
     for i, (item, said) in enumerate(zip(items, shown)):
-        yield Unit(chunk_id, "item", said, (_ITEM_MARK.sub("", item).strip(),), context,
-                   f"{context}: {said}" if context else said, b, i)
+        yield Unit(
+            chunk_id, "item", said, (_ITEM_MARK.sub("", item).strip(),), context, f"{context}: {said}" if context else said, b, i
+        )
 
 
 def _table_units(chunk_id: int, body: str, heading: str, b: int) -> Iterator[Unit]:
@@ -168,11 +172,30 @@ def _table_units(chunk_id: int, body: str, heading: str, b: int) -> Iterator[Uni
     title = table.title
     shown = tuple(row_text(table, i) for i in range(len(table.rows)))
     parts = (table.header,)  # the title is the heading, which a passage may start after
-    yield Unit(chunk_id, "table", title or clean(table.header), parts + tuple(r.line for r in table.rows), heading,
-               f"{title}. {clean(table.header)}: {'; '.join(shown)}", b, lines=shown, table=table)
+    yield Unit(
+        chunk_id,
+        "table",
+        title or clean(table.header),
+        parts + tuple(r.line for r in table.rows),
+        heading,
+        f"{title}. {clean(table.header)}: {'; '.join(shown)}",
+        b,
+        lines=shown,
+        table=table,
+    )
     for i, row in enumerate(table.rows):
-        yield Unit(chunk_id, "row", shown[i], parts + (row.line,), title or clean(table.header),
-                   f"{title}. {clean(table.header)}: {shown[i]}", b, i, table=table, row=i)
+        yield Unit(
+            chunk_id,
+            "row",
+            shown[i],
+            parts + (row.line,),
+            title or clean(table.header),
+            f"{title}. {clean(table.header)}: {shown[i]}",
+            b,
+            i,
+            table=table,
+            row=i,
+        )
 
 
 def parse_table(body: str, title: str) -> Table | None:
@@ -226,7 +249,7 @@ def _flat_row(line: str, ranked: bool) -> Row:
         rest = before
     rank = None
     if ranked and (match := re.match(r"^(\d{1,3})\s+(?=\S)", rest)):
-        rank, rest = int(match.group(1)), rest[match.end():]
+        rank, rest = int(match.group(1)), rest[match.end() :]
     return Row(line, clean(rest.strip()), tuple(values), rank)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+# The formats a corpus file can have (load.FORMATS maps file suffixes to these).
+DocKind = Literal["txt", "md", "html", "pdf"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class Document:
     title: str
     text: str
     sha256: str  # of the file's bytes, so a re-save with the same bytes is no change
-    kind: str  # "txt" | "md" | "html" | "pdf"
+    kind: DocKind
     encoding: str | None = None  # how the bytes were decoded, where that was a choice
     pages: tuple[Page, ...] = ()
 
@@ -112,8 +116,14 @@ class Answer:
             "answer": self.text,
             "grounded": self.grounded,
             "sources": [
-                {"n": c.n, "source": c.chunk.source, "title": c.chunk.title, "section": c.chunk.section,
-                 "text": c.chunk.text, "score": round(c.hit.score, 4)}
+                {
+                    "n": c.n,
+                    "source": c.chunk.source,
+                    "title": c.chunk.title,
+                    "section": c.chunk.section,
+                    "text": c.chunk.text,
+                    "score": round(c.hit.score, 4),
+                }
                 for c in self.citations
             ],
         }
@@ -126,3 +136,8 @@ class Skipped:
     source: str
     reason: str
     sha256: str | None = None  # set when the file was read, so an unchanged file is not retried
+
+
+def stable_id(key: str) -> int:
+    """A 63-bit number from ``key``, the same on every run and machine (fits a signed int64 id)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF

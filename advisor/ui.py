@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
 import secrets
@@ -13,21 +14,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls out at start
+import gradio as gr
 
-import gradio as gr  # noqa: E402
+from advisor import render
+from advisor.chat import MAX_QUESTION_CHARS
+from advisor.documents import add_document, list_documents, remove_document, uploads_blocked
+from advisor.errors import AdvisorError
+from advisor.feedback import record_vote
+from advisor.load import FORMATS
+from advisor.query import message_text
+from advisor.service import AdvisorService
+from advisor.types import Answer
 
-from advisor import render  # noqa: E402
-from advisor.chat import MAX_QUESTION_CHARS  # noqa: E402
-from advisor.documents import add_document, list_documents, remove_document, uploads_blocked  # noqa: E402
-from advisor.errors import AdvisorError  # noqa: E402
-from advisor.feedback import record_vote  # noqa: E402
-from advisor.index import store_record  # noqa: E402
-from advisor.load import FORMATS  # noqa: E402
-from advisor.query import message_text  # noqa: E402
-from advisor.service import AdvisorService  # noqa: E402
-from advisor.store import store_label  # noqa: E402
-from advisor.types import Answer  # noqa: E402
+log = logging.getLogger(__name__)
 
 # System fonts only: the default theme fetches web fonts, and the page must load nothing from other hosts.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -132,9 +131,11 @@ class ChatUI:
     def check_length(self, message: Any) -> Any:
         """Refuse an over-long message before it is sent, so the text stays in the box to be shortened."""
         length = len(message_text(message))
-        return gr.validate(length <= MAX_QUESTION_CHARS,
-                           f"This message is {length:,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
-                           "Shorten it (your background and up to four questions) and send it again.")
+        return gr.validate(
+            length <= MAX_QUESTION_CHARS,
+            f"This message is {length:,} characters; the limit is {MAX_QUESTION_CHARS:,}. "
+            "Shorten it (your background and up to four questions) and send it again.",
+        )
 
     def latest_sources(self, history: list[dict[str, Any]] | None) -> str:
         """The side panel for the newest answer in the chat."""
@@ -188,8 +189,9 @@ class ChatUI:
             if not status.fresh:
                 stale = True
                 changed = len(status.added) + len(status.changed) + len(status.removed)
-                line += (f" · <b>{_count(changed, 'document')} changed</b>" if changed
-                         else " · <b>the documents need an update</b>")
+                line += (
+                    f" · <b>{_count(changed, 'document')} changed</b>" if changed else " · <b>the documents need an update</b>"
+                )
             elif state.message and not state.ok:
                 line += f" · {html.escape(state.message)}"
         return (line, gr.update(visible=stale and not state.running), gr.Timer(active=state.running))
@@ -213,18 +215,26 @@ class ChatUI:
         cells = "".join(
             f"<tr><td>{html.escape(titles[row.source])}</td><td>{html.escape(row.source)}</td>"
             f"<td>{row.kind}</td><td>{_size(row.size)}</td><td>{row.passages}</td>"
-            f"<td>{html.escape(row.status)}</td></tr>" for row in rows)
-        table = ("<table class='documents'><thead><tr><th>Title</th><th>File</th><th>Type</th><th>Size</th>"
-                 f"<th>Passages</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table>")
+            f"<td>{html.escape(row.status)}</td></tr>"
+            for row in rows
+        )
+        table = (
+            "<table class='documents'><thead><tr><th>Title</th><th>File</th><th>Type</th><th>Size</th>"
+            f"<th>Passages</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table>"
+        )
         if skipped:
-            table += "<p><b>Not read:</b></p><ul>" + "".join(
-                f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in skipped) + "</ul>"
+            table += (
+                "<p><b>Not read:</b></p><ul>"
+                + "".join(f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in skipped)
+                + "</ul>"
+            )
         state = self.service.rebuild_state()
-        details = (f"Built {html.escape(index.built_at.replace('T', ' ').replace('+00:00', ' UTC'))} · "
-                   f"{_count(len(index.documents), 'document')} · {_count(len(index.chunks), 'passage')} · "
-                   f"vectors in {html.escape(store_label(store_record(index.manifest)))} · "
-                   f"build {html.escape(str(index.manifest.get('build_id', '')))}"
-                   + (f"<br>{html.escape(state.message)}" if state.message else ""))
+        details = (
+            f"Built {html.escape(index.built_at.replace('T', ' ').replace('+00:00', ' UTC'))} · "
+            f"{_count(len(index.documents), 'document')} · {_count(len(index.chunks), 'passage')} · "
+            f"vectors in {html.escape(index.manifest.store.label())} · "
+            f"build {html.escape(index.manifest.build_id)}" + (f"<br>{html.escape(state.message)}" if state.message else "")
+        )
         return table, gr.update(choices=[row.source for row in rows], value=None), details
 
     def upload(self, files: list[str] | None) -> str:
@@ -266,8 +276,11 @@ class ChatUI:
         """The page: a Chat tab (saved chats, answers with sources, side panel) and a Documents tab."""
         settings = self.service.settings
         with gr.Blocks(title="Career Advisor") as page:
-            gr.Markdown(f"# Career Advisor\nAnswers come only from your documents ({html.escape(self.service.advisor.scope)}) "
-                        "and cite them: open **Sources** under an answer, or click a [1].", elem_id="intro")
+            gr.Markdown(
+                f"# Career Advisor\nAnswers come only from your documents ({html.escape(self.service.advisor.scope)}) "
+                "and cite them: open **Sources** under an answer, or click a [1].",
+                elem_id="intro",
+            )
             with gr.Row(equal_height=True):
                 status = gr.HTML(elem_id="index-status")
                 update = gr.Button("Update now", variant="primary", size="sm", scale=0, min_width=110, visible=False)
@@ -275,16 +288,29 @@ class ChatUI:
             with gr.Tabs():
                 with gr.Tab("Chat"), gr.Row():
                     with gr.Column(scale=4):
-                        chatbot = gr.Chatbot(elem_id="chat", height=560, render_markdown=True, sanitize_html=True,
-                                             show_label=False, feedback_options=("Like", "Dislike"), buttons=["copy"],
-                                             latex_delimiters=[],  # "$$" in a document is text, not math
-                                             placeholder="Ask a question, or pick an example below.")
+                        chatbot = gr.Chatbot(
+                            elem_id="chat",
+                            height=560,
+                            render_markdown=True,
+                            sanitize_html=True,
+                            show_label=False,
+                            feedback_options=("Like", "Dislike"),
+                            buttons=["copy"],
+                            latex_delimiters=[],  # "$$" in a document is text, not math
+                            placeholder="Ask a question, or pick an example below.",
+                        )
                         chat = _ChatInterface(
-                            self.respond, chatbot=chatbot, examples=self.service.advisor.examples() or None,
-                            api_name="chat", concurrency_limit=settings.concurrency, fill_height=False,
-                            save_history=True, validator=self.check_length,
-                            textbox=gr.Textbox(placeholder="Ask a question about the documents…", max_lines=6,
-                                               submit_btn=True, stop_btn=True),
+                            self.respond,
+                            chatbot=chatbot,
+                            examples=self.service.advisor.examples() or None,
+                            api_name="chat",
+                            concurrency_limit=settings.concurrency,
+                            fill_height=False,
+                            save_history=True,
+                            validator=self.check_length,
+                            textbox=gr.Textbox(
+                                placeholder="Ask a question about the documents…", max_lines=6, submit_btn=True, stop_btn=True
+                            ),
                         )
                     with gr.Column(scale=2, min_width=260):
                         gr.Markdown("### Sources", elem_id="side-title")
@@ -294,8 +320,10 @@ class ChatUI:
                     if blocked:
                         gr.Markdown(blocked)
                     else:
-                        gr.Markdown(f"Add documents ({' '.join(sorted(FORMATS))}, up to {settings.max_file_mb:g} MB "
-                                    "each) or remove them; the index updates in the background.")
+                        gr.Markdown(
+                            f"Add documents ({' '.join(sorted(FORMATS))}, up to {settings.max_file_mb:g} MB "
+                            "each) or remove them; the index updates in the background."
+                        )
                         # No file_types filter: the browser would drop other files silently; the server says why.
                         uploader = gr.File(label="Add documents", file_count="multiple", type="filepath")
                         with gr.Row():
@@ -309,28 +337,33 @@ class ChatUI:
                     if blocked:
                         choice = gr.Dropdown(visible=False)
             self._save_chats_across_restarts(chat)
-            chatbot.change(self.latest_sources, [chatbot], [sources], api_visibility="private",
-                           show_progress="hidden", queue=False)
-            chatbot.select(self.selected_sources, [chatbot], [sources], api_visibility="private",
-                           show_progress="hidden", queue=False)
+            chatbot.change(
+                self.latest_sources, [chatbot], [sources], api_visibility="private", show_progress="hidden", queue=False
+            )
+            chatbot.select(
+                self.selected_sources, [chatbot], [sources], api_visibility="private", show_progress="hidden", queue=False
+            )
             chatbot.like(self.vote, [chatbot], None, api_visibility="private")
             bar = [status, update, timer]
             listing = [table, choice, details]
             page.load(self.status, None, bar, api_visibility="private")
             update.click(self.rebuild, None, bar, api_visibility="private")
             timer.tick(self.status, None, bar, api_visibility="private").then(
-                self.documents, None, listing, api_visibility="private")
+                self.documents, None, listing, api_visibility="private"
+            )
             documents_tab.select(self.documents, None, listing, api_visibility="private")
             check.click(self.status, None, bar, api_visibility="private").then(
-                self.documents, None, listing, api_visibility="private")
+                self.documents, None, listing, api_visibility="private"
+            )
             if not blocked:
                 uploader.upload(self.upload, [uploader], [outcome], api_visibility="private").then(
-                    lambda: None, None, [uploader], api_visibility="private").then(
-                    self.status, None, bar, api_visibility="private").then(
-                    self.documents, None, listing, api_visibility="private")
+                    lambda: None, None, [uploader], api_visibility="private"
+                ).then(self.status, None, bar, api_visibility="private").then(
+                    self.documents, None, listing, api_visibility="private"
+                )
                 remove.click(self.remove, [choice], [outcome], api_visibility="private").then(
-                    self.status, None, bar, api_visibility="private").then(
-                    self.documents, None, listing, api_visibility="private")
+                    self.status, None, bar, api_visibility="private"
+                ).then(self.documents, None, listing, api_visibility="private")
         return page
 
     def _save_chats_across_restarts(self, chat: gr.ChatInterface) -> None:
@@ -346,8 +379,8 @@ class ChatUI:
                 with os.fdopen(descriptor, "w") as handle:
                     handle.write(secrets.token_urlsafe(24))
             chat.saved_conversations.secret = key_file.read_text().strip()
-        except OSError:
-            pass  # a read-only folder: chats are still saved, for as long as this process runs
+        except OSError as exc:  # a read-only folder: chats are still saved, for as long as this process runs
+            log.warning("Saved chats will not survive a restart: cannot keep their key in %s (%s)", folder, exc)
         column = getattr(getattr(chat, "new_chat_button", None), "parent", None)
         if column is not None:
             column.elem_classes = ["history-col"]
@@ -366,12 +399,21 @@ def launch(service: AdvisorService) -> None:
     page = ChatUI(service).blocks()
     page.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
     user, _, password = settings.auth.partition(":")
-    page.launch(server_name=settings.host, server_port=settings.port, share=False, css=CSS, js=JS, theme=THEME,
-                show_error=False, footer_links=[], auth=(user, password) if settings.auth else None,
-                quiet=True,  # app.py prints the address; Gradio's own lines include a hint to share publicly
-                max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
-                # Gradio serves no file outside its own folders anyway; these are never to be served.
-                blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)])
+    page.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=False,
+        css=CSS,
+        js=JS,
+        theme=THEME,
+        show_error=False,
+        footer_links=[],
+        auth=(user, password) if settings.auth else None,
+        quiet=True,  # app.py prints the address; Gradio's own lines include a hint to share publicly
+        max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
+        # Gradio serves no file outside its own folders anyway; these are never to be served.
+        blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)],
+    )
 
 
 def _as_said(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

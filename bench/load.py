@@ -21,8 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from advisor.config import PROJECT_ROOT as ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +56,13 @@ def _start_app() -> tuple[subprocess.Popen, str]:
         port = sock.getsockname()[1]
     index = tempfile.mkdtemp(prefix="advisor-load-index-")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -95,7 +99,7 @@ def _run(url: str, questions: list, users: int, seconds: float) -> list[tuple[st
             try:
                 reply = client.predict(question, api_name="/chat")
                 outcome = "ok" if isinstance(reply, str) and reply else "empty"
-            except Exception as exc:  # noqa: BLE001 - every failure is counted
+            except Exception as exc:
                 outcome = "busy" if "queue" in str(exc).lower() and "full" in str(exc).lower() else "error"
             with lock:
                 results.append((outcome, time.perf_counter() - began))
@@ -115,10 +119,16 @@ def _summarize(results: list[tuple[str, float]], users: int, seconds: float) -> 
         return round(ok[min(len(ok) - 1, int(p * len(ok)))] * 1000, 1) if ok else 0.0
 
     return {
-        "users": users, "seconds": seconds, "requests": len(results), "answered": len(ok),
-        "busy": sum(1 for o, _ in results if o == "busy"), "errors": sum(1 for o, _ in results if o in ("error", "empty")),
+        "users": users,
+        "seconds": seconds,
+        "requests": len(results),
+        "answered": len(ok),
+        "busy": sum(1 for o, _ in results if o == "busy"),
+        "errors": sum(1 for o, _ in results if o in ("error", "empty")),
         "answers_per_second": round(len(ok) / seconds, 1),
-        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "max_ms": round(ok[-1] * 1000, 1) if ok else 0.0,
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "max_ms": round(ok[-1] * 1000, 1) if ok else 0.0,
         "mean_ms": round(statistics.fmean(ok) * 1000, 1) if ok else 0.0,
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -13,16 +12,44 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from advisor.config import PACKAGED_MODEL, PROJECT_ROOT, Settings, quiet_environment
+from advisor.embed import Embedder, get_embedder
+from advisor.index import build
 
-from advisor.config import PACKAGED_MODEL, PROJECT_ROOT, Settings  # noqa: E402
-from advisor.embed import Embedder, get_embedder  # noqa: E402
-from advisor.index import build  # noqa: E402
+quiet_environment()  # as the entry points do: no hub, no analytics
 
 DATA = Path(__file__).parent / "data"
 SEED_CORPUS = PROJECT_ROOT / "corpus"
 GOOD_FILES = ("career-notes.md", "hiring-page.html", "latin1-notes.txt", "utf16-notes.txt")
 BAD_FILES = ("binary-data.txt", "empty.txt", "whitespace-only.txt")
+
+
+# What makes a test slow: the real model (directly or through a fixture that builds an index), a browser, a server
+# process, or Milvus. Such tests are marked "slow" here, so `pytest -m "not slow"` is the fast subset.
+SLOW_FIXTURES = {"embedder", "seed_settings"}
+SLOW_MODULES = {"test_app", "test_cli", "test_milvus", "test_llm"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests (see SLOW_FIXTURES and SLOW_MODULES; a test may also mark itself)."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        milvus = params is not None and any("milvus" in str(value) for value in params.params.values())
+        if (
+            SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or item.module.__name__.split(".")[-1] in SLOW_MODULES
+            or milvus
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The fast subset must stay fast: fail it if a test loaded the model anyway (mark that test slow)."""
+    import sys
+
+    if session.config.getoption("markexpr") == "not slow" and "sentence_transformers" in sys.modules and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\nerror: a test outside the slow set loaded the embedding model; mark it slow or give it a fake embedder")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def reply_text(model: str, messages: list[dict]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)  # type: ignore[attr-defined]
         model = body["model"]
@@ -41,11 +41,20 @@ class _Handler(BaseHTTPRequestHandler):
             if model == "garbage":
                 self._send(200, "application/json", "this is not json")
                 return
-            self._send(200, "application/json", json.dumps({
-                "id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }))
+            self._send(
+                200,
+                "application/json",
+                json.dumps(
+                    {
+                        "id": "cmpl-1",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ),
+            )
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -54,12 +63,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"data: {not json at all\n\n")
         else:
             for piece in re.findall(r"\S+\s*", text):
-                chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                chunk = {
+                    "id": "cmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            end = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            end = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
             self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()

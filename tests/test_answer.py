@@ -27,16 +27,20 @@ def cited_pieces(text):
         position = 0
         for match in re.finditer(r"\s\[(\d+)\]", line):
             current = int(match.group(1))
-            pieces.append((current, line[position:match.start()]))
+            pieces.append((current, line[position : match.start()]))
             position = match.end()
     return pieces
 
 
 def parts(piece):
     # A table reading ends with what was computed from the rows, in parentheses ("(lowest of 5 rows)").
-    piece = re.sub(r"\s*\((rank \d+|(highest|lowest|number \d+) of \d+ rows|(higher|lower) of the ones you named|"
-                   r"(over|above|more than|older than|greater than|at least|beyond|under|below|less than|younger than|"
-                   r"at most) \$?[\d,.]+)\)$", "", piece.strip())
+    piece = re.sub(
+        r"\s*\((rank \d+|(highest|lowest|number \d+) of \d+ rows|(higher|lower) of the ones you named|"
+        r"(over|above|more than|older than|greater than|at least|beyond|under|below|less than|younger than|"
+        r"at most) \$?[\d,.]+)\)$",
+        "",
+        piece.strip(),
+    )
     pieces = [re.sub(r"^\d+\. ", "", p) for p in re.split(r" — |: |; | \(", piece)]  # "1. " is a row's rank
     return [p.strip(" .()?!") for p in pieces if p.strip(" .()?!")]
 
@@ -73,8 +77,7 @@ def test_every_answer_piece_is_found_in_the_passage_it_cites(advisor):
         answered += 1
         # At most 120 words of advice (80 otherwise), plus [n] markers and a "not covered" note; a message of
         # several questions answers each in turn.
-        assert len(answer.text.split()) <= 140 * answer.text.count("**") // 2 or len(answer.text.split()) <= 140, \
-            item.question
+        assert len(answer.text.split()) <= 140 * answer.text.count("**") // 2 or len(answer.text.split()) <= 140, item.question
         markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
         assert markers == {c.n for c in answer.citations} == set(range(1, len(answer.citations) + 1))
         for citation in answer.citations:

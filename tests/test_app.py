@@ -18,8 +18,14 @@ from conftest import DATA, SEED_CORPUS, free_port, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "artifacts"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run"]
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +39,22 @@ def server(tmp_path_factory):
     env |= {"PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     log = (root / "app.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "app.py", "--corpus", str(corpus), "--index", str(root / "index"),
-         "--feedback", str(root / "feedback"), "--port", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "app.py",
+            "--corpus",
+            str(corpus),
+            "--index",
+            str(root / "index"),
+            "--feedback",
+            str(root / "feedback"),
+            "--port",
+            str(port),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     wait_until_serving(process, url, root / "app.log")
@@ -70,9 +89,16 @@ def test_chat_api_answers_with_markers_and_keeps_history_per_client(server):
 def test_files_are_not_served_and_huge_messages_are_refused(server):
     import urllib.error
 
-    for path in ("gradio_api/file=app.py", "gradio_api/file=index/manifest.json", "gradio_api/file=../../etc/passwd",
-                 "gradio_api/file=/etc/passwd", f"gradio_api/file={server.corpus}/hostile-notes.md",
-                 "gradio_api/file=%2e%2e/%2e%2e/etc/passwd", "app.py", "index/manifest.json"):
+    for path in (
+        "gradio_api/file=app.py",
+        "gradio_api/file=index/manifest.json",
+        "gradio_api/file=../../etc/passwd",
+        "gradio_api/file=/etc/passwd",
+        f"gradio_api/file={server.corpus}/hostile-notes.md",
+        "gradio_api/file=%2e%2e/%2e%2e/etc/passwd",
+        "app.py",
+        "index/manifest.json",
+    ):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(server.url + path, timeout=10)
         assert refused.value.code in (403, 404), path
@@ -94,8 +120,10 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         dialogs, remote = [], []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("request", lambda request: remote.append(request.url)
-                if not request.url.startswith((server.url, "data:", "blob:")) else None)
+        page.on(
+            "request",
+            lambda request: remote.append(request.url) if not request.url.startswith((server.url, "data:", "blob:")) else None,
+        )
         page.goto(server.url, wait_until="domcontentloaded")
         textbox = page.locator('textarea[data-testid="textbox"]')
         textbox.wait_for(timeout=60_000)
@@ -110,8 +138,9 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
             box.fill(question)
             box.press("Enter")
             expect(on.locator('#chat [data-testid="bot"]')).to_have_count(count + 1, timeout=60_000)
-            expect(on.locator('#chat [data-testid="bot"]').last.locator("details.answer-sources, p")
-                   .first).to_be_visible(timeout=60_000)
+            expect(on.locator('#chat [data-testid="bot"]').last.locator("details.answer-sources, p").first).to_be_visible(
+                timeout=60_000
+            )
             on.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
             on.wait_for_timeout(300)  # the last streamed update
             return on.locator('#chat [data-testid="bot"]').last
@@ -177,8 +206,10 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         page.get_by_role("tab", name="Documents").click()
         expect(page.locator("table.documents")).to_contain_text("hostile-notes.md")
         visas = tmp_path / "visa-notes.md"
-        visas.write_text("# Visa notes\n\n## Visa Sponsorship\n\nSome employers sponsor work visas for machine "
-                         "learning engineers who relocate from abroad.\n")
+        visas.write_text(
+            "# Visa notes\n\n## Visa Sponsorship\n\nSome employers sponsor work visas for machine "
+            "learning engineers who relocate from abroad.\n"
+        )
         bad = tmp_path / "tool.exe"
         bad.write_bytes(b"MZ")
         page.locator('input[type="file"]').set_input_files([str(visas), str(bad)])
@@ -235,34 +266,64 @@ def test_the_upload_route_takes_nothing_over_the_file_limit(server):
     import urllib.error
 
     boundary = "advisorboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n"
-            "Content-Type: text/plain\r\n\r\n").encode() + b"x" * (21 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(server.url + "gradio_api/upload", data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + b"x" * (21 * 2**20)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        server.url + "gradio_api/upload",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
 
 
 def test_load_script_smoke(server, tmp_path):
-    """The load benchmark works (its figures come from a full run, see README): 3 users for 3 seconds."""
+    """The load benchmark works (its figures come from a full run, see docs/performance.md): 3 users for 3 seconds."""
     out = tmp_path / "load.json"
-    result = subprocess.run([sys.executable, "bench/load.py", "--users", "3", "--seconds", "3", "--url", server.url,
-                             "--out", str(out)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "bench/load.py", "--users", "3", "--seconds", "3", "--url", server.url, "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(out.read_text())
     assert summary["answered"] > 0 and summary["errors"] == 0 and summary["p95_ms"] >= summary["p50_ms"] > 0
 
 
 def test_benchmark_smoke(tmp_path):
-    """bench/run.py works end to end with tiny sizes (its real figures come from a full run, see README)."""
-    out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "bench/run.py", "--quick", "--out", str(out)], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=600)
+    """bench/run.py works end to end with tiny sizes (its real figures come from a full run, see docs/performance.md)."""
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--out", str(out)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    rows = json.loads(out.read_text())["results"]
+    rows = [r for name in ("answers", "faiss", "stores") for r in json.loads((out / f"bench-{name}.json").read_text())["results"]]
+    assert "| answer time" in (out / "bench-answers.md").read_text() and "| hit_at_1 |" in (out / "quality-seeds.md").read_text()
     names = " | ".join(r["name"] for r in rows)
-    for part in ("answer time", "build throughput", "incremental rebuild", "start-up", "peak RSS", "faiss ivf",
-                 "vectors in milvus lite file", "vectors in milvus server", "write 1 changed document"):
+    for part in (
+        "answer time",
+        "build throughput",
+        "incremental rebuild",
+        "start-up",
+        "peak RSS",
+        "faiss ivf",
+        "vectors in milvus lite file",
+        "vectors in milvus server",
+        "write 1 changed document",
+    ):
         assert part in names
     assert all(isinstance(r["ratio"], float | int) and r["ratio"] > 0 for r in rows)

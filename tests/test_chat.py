@@ -12,9 +12,17 @@ def history(question):
     return [{"role": "user", "content": question}, {"role": "assistant", "content": "previous answer [1]"}]
 
 
-@pytest.mark.parametrize("question", ["How do I bake bread?", "What is the capital of France?",
-                                      "Who won the football world cup in 2018?", "What is the salary of a nurse in Canada?",
-                                      "What is the salary of a senior nurse?", "How much does a senior chef earn?"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How do I bake bread?",
+        "What is the capital of France?",
+        "Who won the football world cup in 2018?",
+        "What is the salary of a nurse in Canada?",
+        "What is the salary of a senior nurse?",
+        "How much does a senior chef earn?",
+    ],
+)
 def test_questions_outside_the_corpus_are_declined_plainly(advisor, question):
     answer = advisor.ask(question)
     assert answer.kind == "out_of_scope" and not answer.grounded and not answer.citations

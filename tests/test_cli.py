@@ -61,18 +61,38 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
 def test_ask_jsonl_contract_round_trip(seed_settings):
     requests = [
         {"question": "How much does a mid-level ML engineer make?", "history": []},
-        {"question": "And at the senior level?",
-         "history": [{"role": "user", "content": "What is the entry-level salary?"},
-                     {"role": "assistant", "content": "$85,000 [1]"}]},
+        {
+            "question": "And at the senior level?",
+            "history": [
+                {"role": "user", "content": "What is the entry-level salary?"},
+                {"role": "assistant", "content": "$85,000 [1]"},
+            ],
+        },
         "not json at all",
         {"question": "How do I bake bread?"},
         {"question": "Thanks!", "history": []},
     ]
     stdin = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in requests) + "\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "advisor", "ask", "--jsonl", "--corpus", str(seed_settings.corpus_dir),
-                             "--index", str(seed_settings.index_dir)], input=stdin, cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advisor",
+            "ask",
+            "--jsonl",
+            "--corpus",
+            str(seed_settings.corpus_dir),
+            "--index",
+            str(seed_settings.index_dir),
+        ],
+        input=stdin,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     replies = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON lines on stdout
     assert len(replies) == len(requests)
@@ -94,8 +114,16 @@ def test_ask_jsonl_contract_round_trip(seed_settings):
 
 
 def test_ask_prints_the_answer_and_its_sources(seed_settings):
-    result = run("-m", "advisor", "ask", "What percent of ML engineers are women?",
-                 "--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir))
+    result = run(
+        "-m",
+        "advisor",
+        "ask",
+        "What percent of ML engineers are women?",
+        "--corpus",
+        str(seed_settings.corpus_dir),
+        "--index",
+        str(seed_settings.index_dir),
+    )
     assert result.returncode == 0, result.stderr
     answer, sources = result.stdout.split("\nSources:\n")
     assert "17% [1]" in answer

@@ -33,17 +33,25 @@ def test_a_bad_value_names_the_variable():
 
 
 def test_the_vector_store_setting_names_faiss_a_milvus_server_or_a_milvus_lite_file(tmp_path, monkeypatch):
-    assert Settings.load(env={}).vector_store_kind == "faiss"
+    from advisor.stores.factory import kind_for
+    from advisor.stores.faiss import FaissStore
+    from advisor.stores.milvus import MilvusStore, server_uri
+
+    assert kind_for(Settings.load(env={}).vector_store) is FaissStore
     server = Settings.load(env={"ADVISOR_VECTOR_STORE": "milvus://db.internal:19530", "ADVISOR_MILVUS_TOKEN": "u:p"})
-    assert server.vector_store_kind == "milvus" and server.milvus_uri == "http://db.internal:19530"
+    assert kind_for(server.vector_store) is MilvusStore and server_uri(server.vector_store) == "http://db.internal:19530"
     assert server.milvus_token == "u:p" and server.milvus_collection == "career_advisor"
-    assert Settings.load(env={}, vector_store="https://cloud.example:443").milvus_uri == "https://cloud.example:443"
+    assert server_uri(Settings.load(env={}, vector_store="https://cloud.example:443").vector_store) == "https://cloud.example:443"
     monkeypatch.chdir(tmp_path)
     local = Settings.load(env={"ADVISOR_VECTOR_STORE": "data/vectors.db"})
-    assert local.vector_store_kind == "milvus-lite" and local.milvus_uri == str(tmp_path / "data" / "vectors.db")
-    for bad, message in (("pinecone", "is not a vector store"), ("milvus://", "names no host"),
-                         ("vectors.sqlite", "is not a vector store")):
+    assert kind_for(local.vector_store) is MilvusStore and server_uri(local.vector_store) == str(tmp_path / "data" / "vectors.db")
+    for bad, message in (
+        ("pinecone", "is not a vector store"),
+        ("milvus://", "names no host"),
+        ("vectors.sqlite", "is not a vector store"),
+    ):
         with pytest.raises(ConfigError, match=f"ADVISOR_VECTOR_STORE='{bad}' {message}"):
             Settings.load(env={"ADVISOR_VECTOR_STORE": bad})
     with pytest.raises(ConfigError, match="ADVISOR_MILVUS_COLLECTION='my-docs' is not a Milvus collection name"):
-        Settings.load(env={"ADVISOR_MILVUS_COLLECTION": "my-docs"})
+        Settings.load(env={"ADVISOR_MILVUS_COLLECTION": "my-docs", "ADVISOR_VECTOR_STORE": "milvus://db:19530"})
+    assert Settings.load(env={"ADVISOR_MILVUS_COLLECTION": "my-docs"}).vector_store == "faiss"  # unused: FAISS

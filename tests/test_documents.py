@@ -4,8 +4,15 @@ from pathlib import Path
 import pytest
 
 from advisor.config import Settings
-from advisor.documents import (DocumentInfo, DocumentRefused, add_document, list_documents, remove_document, safe_filename,
-                               uploads_blocked)
+from advisor.documents import (
+    DocumentInfo,
+    DocumentRefused,
+    add_document,
+    list_documents,
+    remove_document,
+    safe_filename,
+    uploads_blocked,
+)
 from advisor.errors import AdvisorError, CorpusMissing
 from advisor.index import Index, build
 from advisor.load import scan_corpus
@@ -39,18 +46,21 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.parametrize(("given", "stored"), [
-    ("../../etc/passwd.md", "passwd.md"),
-    ("..\\x.md", "x.md"),
-    ("/abs/path.txt", "path.txt"),
-    ("C:\\Users\\me\\My CV (final).PDF", "My CV -final.pdf"),
-    (".hidden.md", "hidden.md"),
-    ("...md", "md"),  # a hidden name, with no extension left: refused as a type
-    ("notes;rm -rf ~.md", "notes-rm -rf.md"),
-    ("résumé.txt", "résumé.txt"),
-    ("a\x00b<script>.html", "a-b-script.html"),
-    ("  spaced  .md  ", "spaced.md"),
-])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("../../etc/passwd.md", "passwd.md"),
+        ("..\\x.md", "x.md"),
+        ("/abs/path.txt", "path.txt"),
+        ("C:\\Users\\me\\My CV (final).PDF", "My CV -final.pdf"),
+        (".hidden.md", "hidden.md"),
+        ("...md", "md"),  # a hidden name, with no extension left: refused as a type
+        ("notes;rm -rf ~.md", "notes-rm -rf.md"),
+        ("résumé.txt", "résumé.txt"),
+        ("a\x00b<script>.html", "a-b-script.html"),
+        ("  spaced  .md  ", "spaced.md"),
+    ],
+)
 def test_safe_filename_keeps_only_a_plain_last_component(given, stored):
     assert safe_filename(given) == stored
 
@@ -196,8 +206,9 @@ def test_listing_without_an_index(folder):
         DocumentInfo("corpus/page.html", "page.html", "html", 12, 0, indexed=False, up_to_date=False),
     ]
     assert {d.status for d in documents} == {"not indexed yet"}
-    assert [(s.source, s.reason) for s in skipped] == [("corpus/cv.docx", "unsupported file type '.docx' (supported: "
-                                                        ".htm .html .markdown .md .pdf .text .txt)")]
+    assert [(s.source, s.reason) for s in skipped] == [
+        ("corpus/cv.docx", "unsupported file type '.docx' (supported: .htm .html .markdown .md .pdf .text .txt)")
+    ]
 
 
 def test_uploads_are_allowed_only_on_loopback_or_with_a_login():
@@ -229,7 +240,7 @@ def test_listing_against_a_built_index(corpus, make_settings, embedder, upload):
 
     html = rows["corpus/hiring-page.html"]
     manifest = index.documents["corpus/hiring-page.html"]
-    assert (html.title, html.kind, html.passages) == (manifest["title"], "html", len(manifest["chunk_ids"]))
+    assert (html.title, html.kind, html.passages) == (manifest.title, "html", len(manifest.chunk_ids))
     assert html.up_to_date and html.status == "indexed" and html.passages > 0
     assert html.size == os.path.getsize(corpus / "hiring-page.html")
 

@@ -33,9 +33,20 @@ def test_the_dev_set_covers_what_the_issue_asks():
     for item in items:
         assert all(normalized(e) in text for e in item.evidence), item.question
     # Every table of the articles is asked about: the ten numbered ones, the market size, the comparison.
-    for row in ("Information Technology 25%", "Senior Level $170,000", "1 Python", "5 Germany 97", "Ph.D. 5%",
-                "Highly Satisfied 46%", "Female 17%", "Coursera Machine Learning Certification", "25-34 50%",
-                "North America 45%", "$96.7 billion", "Proficient in R, Python, and SQL"):
+    for row in (
+        "Information Technology 25%",
+        "Senior Level $170,000",
+        "1 Python",
+        "5 Germany 97",
+        "Ph.D. 5%",
+        "Highly Satisfied 46%",
+        "Female 17%",
+        "Coursera Machine Learning Certification",
+        "25-34 50%",
+        "North America 45%",
+        "$96.7 billion",
+        "Proficient in R, Python, and SQL",
+    ):
         assert any(row in e for i in items for e in i.evidence), row
 
 
@@ -67,8 +78,9 @@ def test_judge_scores_rank_correctness_and_citations(tmp_path):
     chunk = Chunk(1, "corpus/a.txt", "T", "Pay", "Entry Level $85,000", 0, 19)
     hit = Hit(chunk, 1.0, 1)
     golden = tmp_path / "golden.jsonl"
-    golden.write_text(json.dumps({"question": "pay?", "evidence": ["Entry Level $85,000"], "answer_any": ["$85,000"],
-                                  "kind": "fact"}) + "\n")
+    golden.write_text(
+        json.dumps({"question": "pay?", "evidence": ["Entry Level $85,000"], "answer_any": ["$85,000"], "kind": "fact"}) + "\n"
+    )
     (item,) = read_golden(golden)
     good = judge(item, Answer("Entry Level: $85,000 [1].", (Citation(1, hit, ("Entry Level $85,000",)),), hits=(hit,)))
     assert good.rank == 1 and good.correct and good.citations_valid and good.quotes_verified
@@ -90,24 +102,54 @@ def test_malformed_golden_lines_are_named(tmp_path):
 
 def test_eval_command_compares_with_the_naive_recipe_and_checks_thresholds(tmp_path, seed_settings):
     golden = tmp_path / "tiny.jsonl"
-    golden.write_text("\n".join(json.dumps(x) for x in [
-        {"question": "What's the average pay for a junior ML engineer?", "history": [], "evidence": ["Entry Level $85,000"],
-         "answer_any": ["$85,000"], "kind": "fact"},
-        {"question": "And at the senior level?", "history": [{"role": "user", "content": "What is the entry level salary?"}],
-         "evidence": ["Senior Level $170,000"], "answer_any": ["$170,000"], "kind": "followup"},
-        {"question": "How do I bake bread?", "history": [], "evidence": [], "answer_any": [], "kind": "out_of_scope"},
-    ]) + "\n")
+    golden.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {
+                    "question": "What's the average pay for a junior ML engineer?",
+                    "history": [],
+                    "evidence": ["Entry Level $85,000"],
+                    "answer_any": ["$85,000"],
+                    "kind": "fact",
+                },
+                {
+                    "question": "And at the senior level?",
+                    "history": [{"role": "user", "content": "What is the entry level salary?"}],
+                    "evidence": ["Senior Level $170,000"],
+                    "answer_any": ["$170,000"],
+                    "kind": "followup",
+                },
+                {"question": "How do I bake bread?", "history": [], "evidence": [], "answer_any": [], "kind": "out_of_scope"},
+            ]
+        )
+        + "\n"
+    )
     impossible = tmp_path / "thresholds.json"
     impossible.write_text(json.dumps({"median_answer_words": 1000}))
-    args = [sys.executable, "-m", "advisor", "eval", str(golden), "--json", "--check", "--thresholds", str(impossible),
-            "--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir)]
+    args = [
+        sys.executable,
+        "-m",
+        "advisor",
+        "eval",
+        str(golden),
+        "--json",
+        "--check",
+        "--thresholds",
+        str(impossible),
+        "--corpus",
+        str(seed_settings.corpus_dir),
+        "--index",
+        str(seed_settings.index_dir),
+    ]
     result = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["advisor"]["answer_accuracy"] == 1.0 and report["advisor"]["refusal_accuracy"] == 1.0
     assert report["naive"]["refusal_accuracy"] == 0.0 and report["naive"]["questions"] == 3
-    assert report["below_threshold"] == ["median_answer_words = " + f"{report['advisor']['median_answer_words']:.3f}"
-                                         + " is below the threshold 1000.000"]
+    assert report["below_threshold"] == [
+        "median_answer_words = " + f"{report['advisor']['median_answer_words']:.3f}" + " is below the threshold 1000.000"
+    ]
     assert isinstance(Settings.load(env={}), Settings)
 
 
@@ -120,14 +162,29 @@ def test_conversations_are_replayed_with_the_systems_own_replies(tmp_path):
         asked.append((question, list(history)))
         return Answer(f"reply to {question}")
 
-    turns = replay(ask, ({"role": "user", "content": "first"}, {"role": "assistant", "content": ""},
-                         {"role": "user", "content": "second"}, {"role": "assistant", "content": "kept"}))
+    turns = replay(
+        ask,
+        (
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": "second"},
+            {"role": "assistant", "content": "kept"},
+        ),
+    )
     assert turns[1] == {"role": "assistant", "content": "reply to first"} and turns[3]["content"] == "kept"
     assert asked == [("first", [])]  # a written assistant turn is kept as it is
 
     golden = tmp_path / "golden.jsonl"
-    golden.write_text(json.dumps({"question": "third", "kind": "chitchat", "history": [
-        {"role": "user", "content": "first"}, {"role": "assistant", "content": ""}]}) + "\n")
+    golden.write_text(
+        json.dumps(
+            {
+                "question": "third",
+                "kind": "chitchat",
+                "history": [{"role": "user", "content": "first"}, {"role": "assistant", "content": ""}],
+            }
+        )
+        + "\n"
+    )
     (result,) = evaluate(ask, read_golden(golden))
     assert result_record(result)["history"][1] == {"role": "assistant", "content": "reply to first"}
 
@@ -137,9 +194,11 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
     from advisor.answer import normalized
 
     blind = PROJECT_ROOT / "eval" / "blind"
-    for path, folder, size in ((blind / "seeds-r7.jsonl", PROJECT_ROOT / "corpus", 100),
-                               (blind / "careers-r7.jsonl", CAREERS, 40),
-                               (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100)):
+    for path, folder, size in (
+        (blind / "seeds-r7.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "careers-r7.jsonl", CAREERS, 40),
+        (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
+    ):
         text = loaded_text(folder)
         items = read_golden(path)
         name = path.name

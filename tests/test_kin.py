@@ -1,8 +1,10 @@
 from advisor.kin import Kin
 from advisor.query import build_query, synonyms
 
-TEXTS = ["Employers hire graduates with an undergraduate degree in statistics.",
-         "Daily work includes cleaning data and talking to customers."]
+TEXTS = [
+    "Employers hire graduates with an undergraduate degree in statistics.",
+    "Daily work includes cleaning data and talking to customers.",
+]
 
 
 def test_a_word_the_corpus_lacks_finds_the_corpus_word_meaning_the_same(embedder):

@@ -75,8 +75,7 @@ def test_html_keeps_main_text_and_headings_and_drops_scripts_styles_navigation(c
     # A table is one block of "| cell |" lines, so it is split and parsed as a table (not one heading per row).
     assert "| Level | Base pay |\n| Staff | $210,000 |" in doc.text
     assert "Teams hiring machine learning engineers look for production experience." in doc.text
-    for junk in ("trackingSecret", "color: red", "Navigation link text", "Site banner text", "Footer copyright",
-                 "HTML comment"):
+    for junk in ("trackingSecret", "color: red", "Navigation link text", "Site banner text", "Footer copyright", "HTML comment"):
         assert junk not in doc.text
 
 
@@ -98,8 +97,9 @@ def test_latin1_and_utf16_files_are_decoded(corpus):
     assert utf16.text.startswith("Remote work") and utf16.encoding == "utf-16"
 
 
-@pytest.mark.parametrize(("name", "reason"), [("binary-data.txt", "binary"), ("empty.txt", "empty"),
-                                              ("whitespace-only.txt", "empty")])
+@pytest.mark.parametrize(
+    ("name", "reason"), [("binary-data.txt", "binary"), ("empty.txt", "empty"), ("whitespace-only.txt", "empty")]
+)
 def test_unusable_files_raise_a_reason(corpus, name, reason):
     with pytest.raises(LoadError, match=reason):
         load(corpus, name)

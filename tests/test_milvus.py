@@ -15,8 +15,9 @@ import advisor.service
 from advisor.cli import main as cli_main
 from advisor.config import PROJECT_ROOT
 from advisor.errors import IndexCorrupt, IndexMismatch, StoreUnavailable
-from advisor.index import MANIFEST, Index, build, read_manifest
-from advisor.milvus import _client
+from advisor.index import Index, build
+from advisor.manifest import MANIFEST
+from advisor.stores.milvus import _client, server_uri
 from advisor.retrieve import POOL, Retriever
 from advisor.service import AdvisorService
 from conftest import DATA, GOOD_FILES, SEED_CORPUS, free_port, wait_until_serving
@@ -25,24 +26,33 @@ NEW_DOC = "Quokka Salaries\n\nA quokka-themed survey found that platypus enginee
 EDITED_DOC = "Quokka Salaries\n\nThe survey now says platypus engineers earn 99 sea urchins per week.\n"
 
 
+def raw_manifest(directory):
+    """manifest.json as written, for checking the on-disk format and for damaging it on purpose."""
+    return json.loads((directory / MANIFEST).read_text())
+
+
 def lite(make_settings, tmp_path: Path, **overrides):
     return make_settings(vector_store=str(tmp_path / "vectors.db"), **overrides)
 
 
 def collection_of(settings) -> str:
-    return read_manifest(settings.index_dir)["store"]["collection"]
+    return raw_manifest(settings.index_dir)["store"]["collection"]
 
 
 def listed_ids(settings) -> set[int]:
-    return {int(i) for doc in read_manifest(settings.index_dir)["documents"].values() for i in doc["chunk_ids"]}
+    return {int(i) for doc in raw_manifest(settings.index_dir)["documents"].values() for i in doc["chunk_ids"]}
 
 
 def test_an_index_in_milvus_lite_answers_like_the_faiss_one(make_settings, tmp_path, embedder):
     settings = lite(make_settings, tmp_path, corpus_dir=SEED_CORPUS)
     report = build(settings, embedder=embedder)
-    manifest = read_manifest(settings.index_dir)
-    assert manifest["store"] == {"kind": "milvus", "uri": str(tmp_path / "vectors.db"),
-                                 "collection": collection_of(settings), "index": "FLAT"}
+    manifest = raw_manifest(settings.index_dir)
+    assert manifest["store"] == {
+        "kind": "milvus",
+        "uri": str(tmp_path / "vectors.db"),
+        "collection": collection_of(settings),
+        "index": "FLAT",
+    }
     # The passage vectors are in the collection; only the statement vectors (read whole per passage) are a file.
     assert set(manifest["files"]) == {"chunks", "statements"}
     assert not list(settings.index_dir.glob("vectors-*"))
@@ -54,15 +64,15 @@ def test_an_index_in_milvus_lite_answers_like_the_faiss_one(make_settings, tmp_p
     assert build(settings, embedder=embedder).wrote is False  # nothing changed: nothing written
 
 
-def test_the_eval_command_shows_the_same_retrieval_results_with_faiss_and_milvus(seed_settings, tmp_path, capsys,
-                                                                                 monkeypatch):
+def test_the_eval_command_shows_the_same_retrieval_results_with_faiss_and_milvus(seed_settings, tmp_path, capsys, monkeypatch):
     for name in [k for k in os.environ if k.startswith("ADVISOR_")]:
         monkeypatch.delenv(name)
     runs = {}
-    for name, index_dir, store in (("faiss", seed_settings.index_dir, "faiss"),
-                                   ("milvus", tmp_path / "index", str(tmp_path / "vectors.db"))):
-        code = cli_main(["eval", "--json", "--corpus", str(SEED_CORPUS), "--index", str(index_dir),
-                         "--vector-store", store])
+    for name, index_dir, store in (
+        ("faiss", seed_settings.index_dir, "faiss"),
+        ("milvus", tmp_path / "index", str(tmp_path / "vectors.db")),
+    ):
+        code = cli_main(["eval", "--json", "--corpus", str(SEED_CORPUS), "--index", str(index_dir), "--vector-store", store])
         out = capsys.readouterr().out.strip().splitlines()[-1]
         assert code == 0
         runs[name] = json.loads(out)
@@ -87,7 +97,7 @@ def test_incremental_rebuilds_update_the_collection_in_place(corpus, make_settin
     assert index.store.ids() == listed_ids(settings)
     hits = Retriever(index, embedder).search("platypus engineers seashells", 1)
     assert "42 seashells" in hits[0].chunk.text
-    old_ids = set(index.documents["corpus/quokka.md"]["chunk_ids"])
+    old_ids = set(index.documents["corpus/quokka.md"].chunk_ids)
 
     (corpus / "quokka.md").write_text(EDITED_DOC)
     report = build(settings, embedder=embedder)
@@ -105,8 +115,7 @@ def test_incremental_rebuilds_update_the_collection_in_place(corpus, make_settin
     assert collection_of(settings) == collection
 
 
-def test_vectors_no_manifest_lists_are_skipped_by_search_and_deleted_by_the_next_build(corpus, make_settings, tmp_path,
-                                                                                         embedder):
+def test_vectors_no_manifest_lists_are_skipped_by_search_and_deleted_by_the_next_build(corpus, make_settings, tmp_path, embedder):
     """A build elsewhere that added vectors before its swap (or stopped half-way) leaves rows this index does not list."""
     settings = lite(make_settings, tmp_path)
     build(settings, embedder=embedder)
@@ -140,13 +149,13 @@ def test_changing_the_store_moves_the_vectors_without_re_embedding(corpus, make_
     assert report.full_rebuild is None and report.chunks_embedded == 1 and report.added == ("corpus/quokka.md",)
     assert not list(settings.index_dir.glob("vectors-*"))  # the FAISS file went with its generation
     moved = Index.load(settings.index_dir, settings=settings)
-    assert moved.store.ids() == set(moved.chunks) == set(ids) | set(moved.documents["corpus/quokka.md"]["chunk_ids"])
+    assert moved.store.ids() == set(moved.chunks) == set(ids) | set(moved.documents["corpus/quokka.md"].chunk_ids)
     assert np.allclose(moved.store.vectors(ids), before.store.vectors(ids), atol=1e-6)
     collection = collection_of(settings)
 
     back = build(faiss, embedder=embedder)  # and back: the collection is dropped
     assert back.moved.startswith("the vector store changed from Milvus at") and back.chunks_embedded == 0
-    assert collection not in _client(settings.milvus_uri, "").list_collections()
+    assert collection not in _client(server_uri(settings.vector_store), "").list_collections()
     assert np.allclose(Index.load(faiss.index_dir).store.vectors(ids), before.store.vectors(ids), atol=1e-6)
 
 
@@ -157,7 +166,7 @@ def test_a_full_build_makes_a_new_collection_and_drops_the_old(corpus, make_sett
     report = build(settings, full=True, embedder=embedder)
     second = collection_of(settings)
     assert report.full_rebuild == "a full rebuild was requested" and second != first
-    client = _client(settings.milvus_uri, "")
+    client = _client(server_uri(settings.vector_store), "")
     assert second in client.list_collections() and first not in client.list_collections()
     other = lite(make_settings, tmp_path, milvus_collection="another_corpus")
     report = build(other, embedder=embedder)
@@ -168,7 +177,7 @@ def test_a_full_build_makes_a_new_collection_and_drops_the_old(corpus, make_sett
 def test_a_dropped_collection_is_rebuilt_and_an_unreachable_server_is_named(corpus, make_settings, tmp_path, embedder):
     settings = lite(make_settings, tmp_path)
     build(settings, embedder=embedder)
-    _client(settings.milvus_uri, "").drop_collection(collection_of(settings))
+    _client(server_uri(settings.vector_store), "").drop_collection(collection_of(settings))
     with pytest.raises(IndexCorrupt, match=f"the Milvus collection {collection_of(settings)} at .* is gone"):
         Index.load(settings.index_dir, settings=settings)
     report = build(settings, embedder=embedder)
@@ -181,12 +190,23 @@ def test_a_dropped_collection_is_rebuilt_and_an_unreachable_server_is_named(corp
     assert not (down.index_dir / MANIFEST).exists()
 
 
-def test_a_milvus_lite_file_held_by_another_process_is_refused_with_a_message(corpus, make_settings, tmp_path,
-                                                                            embedder):
+def test_a_milvus_lite_file_held_by_another_process_is_refused_with_a_message(corpus, make_settings, tmp_path, embedder):
     path = tmp_path / "deeper" / "vectors.db"  # folders are created as needed
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from advisor.milvus import MilvusStore; MilvusStore.create(sys.argv[1], '', 'held', 4); "
-        "print('ready', flush=True); time.sleep(60)"), str(path)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from advisor.stores.milvus import MilvusStore; "
+                "MilvusStore.create_collection(sys.argv[1], '', 'held', 4); "
+                "print('ready', flush=True); time.sleep(60)"
+            ),
+            str(path),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreUnavailable, match=f"cannot open the Milvus Lite file {path} .*it is in use"):
@@ -196,8 +216,7 @@ def test_a_milvus_lite_file_held_by_another_process_is_refused_with_a_message(co
         holder.wait()
 
 
-def test_a_second_service_on_the_same_index_serves_what_the_first_rebuilt(corpus, make_settings, tmp_path, embedder,
-                                                                          monkeypatch):
+def test_a_second_service_on_the_same_index_serves_what_the_first_rebuilt(corpus, make_settings, tmp_path, embedder, monkeypatch):
     monkeypatch.setattr(advisor.service, "CHECK_SECONDS", 0.0)
     settings = lite(make_settings, tmp_path)
     build(settings, embedder=embedder)
@@ -208,22 +227,23 @@ def test_a_second_service_on_the_same_index_serves_what_the_first_rebuilt(corpus
     assert first.rebuild(wait=True) and first.rebuild_state().ok
     answer = second.ask(question)
     assert "42 seashells" in answer.text and answer.citations[0].chunk.source == "corpus/quokka.md"
-    assert second.index.manifest["build_id"] == first.index.manifest["build_id"]
+    assert second.index.manifest.build_id == first.index.manifest.build_id
 
 
 def test_a_question_whose_collection_was_dropped_by_a_full_build_elsewhere_is_answered_from_the_new_one(
-        corpus, make_settings, tmp_path, embedder, monkeypatch):
+    corpus, make_settings, tmp_path, embedder, monkeypatch
+):
     monkeypatch.setattr(advisor.service, "CHECK_SECONDS", 3600.0)  # no look at the manifest before the search
     settings = lite(make_settings, tmp_path)
     build(settings, embedder=embedder)
     service = AdvisorService(settings)
     old = collection_of(settings)
     build(settings, full=True, embedder=embedder)  # as another replica's full rebuild would: the old collection goes
-    assert old not in _client(settings.milvus_uri, "").list_collections()
+    assert old not in _client(server_uri(settings.vector_store), "").list_collections()
     with pytest.raises(IndexCorrupt, match=f"collection {old} .* is gone"):
         service.advisor.ask("What skills do machine learning engineers need?")  # the loaded index alone fails...
     answer = service.ask("What skills do machine learning engineers need?")
-    assert answer.grounded and service.index.manifest["store"]["collection"] == collection_of(settings) != old
+    assert answer.grounded and service.index.manifest.store.collection == collection_of(settings) != old
 
 
 # --- several app.py processes on one Milvus server -------------------------------------------------------------------
@@ -241,12 +261,32 @@ def test_two_app_replicas_share_one_milvus_server_and_both_serve_a_rebuild(tmp_p
     shutil.copytree(SEED_CORPUS, corpus)
     milvus_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
-    env |= {"PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-            "ADVISOR_VECTOR_STORE": f"milvus://127.0.0.1:{milvus_port}", "ADVISOR_CORPUS": str(corpus),
-            "ADVISOR_INDEX": str(tmp_path / "index"), "ADVISOR_FEEDBACK": str(tmp_path / "feedback")}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "ADVISOR_VECTOR_STORE": f"milvus://127.0.0.1:{milvus_port}",
+        "ADVISOR_CORPUS": str(corpus),
+        "ADVISOR_INDEX": str(tmp_path / "index"),
+        "ADVISOR_FEEDBACK": str(tmp_path / "feedback"),
+    }
     milvus_cli = Path(sys.executable).with_name("milvus-lite")
-    processes = [start([str(milvus_cli), "server", "--data-dir", str(tmp_path / "milvus-data"), "--host", "127.0.0.1",
-                        "--port", str(milvus_port)], tmp_path / "milvus.log", env)]
+    processes = [
+        start(
+            [
+                str(milvus_cli),
+                "server",
+                "--data-dir",
+                str(tmp_path / "milvus-data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(milvus_port),
+            ],
+            tmp_path / "milvus.log",
+            env,
+        )
+    ]
     try:
         replicas = []
         for name in ("a", "b"):  # started together: one builds the index, the other waits for its lock
@@ -264,8 +304,14 @@ def test_two_app_replicas_share_one_milvus_server_and_both_serve_a_rebuild(tmp_p
 
         shutil.copy(DATA / GOOD_FILES[0], corpus / "career-notes.md")
         (corpus / "quokka.md").write_text(NEW_DOC)
-        rebuild = subprocess.run([sys.executable, "-m", "advisor", "index", "--json"], cwd=PROJECT_ROOT, env=env,
-                                 capture_output=True, text=True, timeout=300)
+        rebuild = subprocess.run(
+            [sys.executable, "-m", "advisor", "index", "--json"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert rebuild.returncode == 0, rebuild.stderr
         assert set(json.loads(rebuild.stdout.splitlines()[-1])["added"]) == {"corpus/quokka.md", "corpus/career-notes.md"}
         time.sleep(advisor.service.CHECK_SECONDS + 0.5)
@@ -273,7 +319,8 @@ def test_two_app_replicas_share_one_milvus_server_and_both_serve_a_rebuild(tmp_p
             answer = client.predict("How many seashells do platypus engineers earn?", api_name="/chat")
             assert "42 seashells" in answer, answer
             assert "$170,000" in Client(client.src, verbose=False).predict(
-                "What is the average salary of a senior ML engineer?", api_name="/chat")  # and the rest is still there
+                "What is the average salary of a senior ML engineer?", api_name="/chat"
+            )  # and the rest is still there
 
         processes[0].terminate()  # the Milvus server goes down: the chat says so, and the replica keeps running
         processes[0].wait(20)

@@ -1,7 +1,7 @@
 from advisor import render
 from advisor.types import Answer, Chunk, Citation, Hit
 
-HOSTILE = '<script>alert(1)</script> ![p](http://remote.invalid/p.png) [x](javascript:alert(2)) **bold** $$x$$'
+HOSTILE = "<script>alert(1)</script> ![p](http://remote.invalid/p.png) [x](javascript:alert(2)) **bold** $$x$$"
 TABLE_PASSAGE = "Average Salary\n\n| Level | Salary |\n| --- | --- |\n| Entry Level | $85,000 |\n| Senior | $170,000 |"
 
 
@@ -19,14 +19,16 @@ def test_document_text_stays_literal_markdown():
 
 
 def test_lists_headings_tables_and_markers_become_markdown():
-    text = ("**Do I need a degree?**\nNo [1].\n\nAverage Salary [1]:\n- Entry Level: $85,000\n- Senior: $170,000\n"
-            "Skills [1]:\n- Python\n- SQL")
+    text = (
+        "**Do I need a degree?**\nNo [1].\n\nAverage Salary [1]:\n- Entry Level: $85,000\n- Senior: $170,000\n"
+        "Skills [1]:\n- Python\n- SQL"
+    )
     markdown = render.message(_answer(text, TABLE_PASSAGE))
     assert markdown.startswith("**Do I need a degree?**\nNo [\\[1\\]](#cite-1).")
     assert "| Level | Salary |\n| --- | --- |\n| Entry Level | \\$85,000 |" in markdown  # header from the passage
     assert "**Skills** [\\[1\\]](#cite-1):\n\n- Python\n- SQL" in markdown
     assert '<details class="answer-sources"><summary>Sources (1)</summary>' in markdown
-    assert "\n\n" not in markdown[markdown.index("<details"):]  # one block: markdown leaves it whole
+    assert "\n\n" not in markdown[markdown.index("<details") :]  # one block: markdown leaves it whole
 
 
 def test_a_table_without_column_names_is_an_html_table_of_rows():
@@ -36,8 +38,11 @@ def test_a_table_without_column_names_is_an_html_table_of_rows():
 
 
 def test_plain_text_gives_back_what_the_answerer_wrote():
-    for text in ("Pay [1]:\n- Entry Level: $85,000\n- Senior: $170,000\nIt rises [1].",
-                 "Quokkas paste <script>x</script> & ![p](u) [1].", "Skills [1]:\n- Python (3.x)\n- SQL"):
+    for text in (
+        "Pay [1]:\n- Entry Level: $85,000\n- Senior: $170,000\nIt rises [1].",
+        "Quokkas paste <script>x</script> & ![p](u) [1].",
+        "Skills [1]:\n- Python (3.x)\n- SQL",
+    ):
         for passage in (TABLE_PASSAGE, "Plain passage."):
             assert render.plain_text(render.message(_answer(text, passage))) == text, (text, passage)
     assert render.plain_text("What do **juniors** earn?") == "What do **juniors** earn?"  # users' text as typed

@@ -1,7 +1,9 @@
 from advisor.spelling import Speller, english_rank
 
-TEXTS = ["Machine learning engineers need skills in Python and statistics.",
-         "The average salary of a senior engineer; backend and overfitting are discussed."]
+TEXTS = [
+    "Machine learning engineers need skills in Python and statistics.",
+    "The average salary of a senior engineer; backend and overfitting are discussed.",
+]
 
 
 def test_misspelled_words_are_corrected_to_the_corpus_words():
@@ -33,8 +35,10 @@ def test_english_rank_tells_common_from_specific_words():
     assert english_rank("zzzqx") > 10**6
 
 
-SHORTHAND_TEXTS = ["Machine learning engineers earn well. Years of experience matter for machine learning engineers.",
-                   "A machine learning engineer at entry level; the level and years of a data scientist."]
+SHORTHAND_TEXTS = [
+    "Machine learning engineers earn well. Years of experience matter for machine learning engineers.",
+    "A machine learning engineer at entry level; the level and years of a data scientist.",
+]
 
 
 def test_shorthand_the_corpus_lacks_is_read_as_the_corpus_words_it_stands_for():

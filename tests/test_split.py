@@ -4,7 +4,8 @@ import pytest
 
 from advisor.errors import ConfigError
 from advisor.load import load_document, scan_corpus
-from advisor.split import CONTEXT_TOKENS, parse_blocks, split_document
+from advisor.blocks import parse_blocks
+from advisor.split import CONTEXT_TOKENS, split_document
 from advisor.types import Document
 from conftest import SEED_CORPUS
 
@@ -20,8 +21,9 @@ def seeds(embedder):
 
 
 def split(doc, embedder, chunk_tokens=160, overlap=24):
-    return split_document(doc, embedder.tokenizer, chunk_tokens=chunk_tokens, chunk_overlap=overlap,
-                          max_tokens=embedder.max_tokens)
+    return split_document(
+        doc, embedder.tokenizer, chunk_tokens=chunk_tokens, chunk_overlap=overlap, max_tokens=embedder.max_tokens
+    )
 
 
 def doc_of(text: str, source: str = "corpus/test.txt", title: str = "Test") -> Document:
@@ -42,7 +44,7 @@ def test_every_chunk_fits_the_model_and_maps_back_exactly(seeds, embedder):
     for doc, chunks in seeds.values():
         assert chunks
         for chunk in chunks:
-            assert doc.text[chunk.start:chunk.end] == chunk.text
+            assert doc.text[chunk.start : chunk.end] == chunk.text
             assert embedder.count_tokens(chunk.text) <= 160
             assert embedder.count_tokens(chunk.embedding_text) <= embedder.max_tokens
             assert chunk.text == chunk.text.strip() and chunk.source == doc.source and chunk.title == doc.title
@@ -68,8 +70,13 @@ def test_every_content_line_is_in_a_chunk_and_boilerplate_is_not(seeds):
 def test_salary_table_stays_whole_with_title_header_and_caption(seeds):
     _, chunks = guide(seeds)
     (chunk,) = containing(chunks, "Entry Level $85,000")
-    for part in (SALARY, "Experience Level Average Annual Salary", "Mid-Level $120,000", "Senior Level $170,000",
-                 "This table outlines the average annual salary"):
+    for part in (
+        SALARY,
+        "Experience Level Average Annual Salary",
+        "Mid-Level $120,000",
+        "Senior Level $170,000",
+        "This table outlines the average annual salary",
+    ):
         assert part in chunk.text
     assert chunk.section == "Average Salary of Machine Learning Engineers"
     assert chunk.text.startswith(SALARY)
@@ -81,7 +88,7 @@ def test_each_of_the_ten_numbered_tables_is_one_chunk_with_its_rows(seeds):
     assert len(titles) == 10
     for title in titles:
         (chunk,) = containing(chunks, title)
-        table = doc.text[doc.text.index(title):].split("\n\n")[1]  # header row and data rows
+        table = doc.text[doc.text.index(title) :].split("\n\n")[1]  # header row and data rows
         assert table in chunk.text
 
 
@@ -94,7 +101,7 @@ def test_flattened_comparison_table_stays_with_its_section(seeds):
 
 def test_each_faq_question_stays_with_its_answer(seeds):
     doc, chunks = guide(seeds)
-    faq = doc.text[doc.text.rindex("Frequently Asked Questions"):]
+    faq = doc.text[doc.text.rindex("Frequently Asked Questions") :]
     pairs = re.findall(r"^(.+\?)\n\n(.+)$", faq, flags=re.MULTILINE)
     assert len(pairs) == 10
     for question, answer in pairs:
@@ -127,7 +134,7 @@ def test_long_paragraph_is_split_under_the_limit_with_exact_offsets(embedder):
     chunks = split(doc, embedder, chunk_tokens=100, overlap=10)
     assert len(chunks) > 10
     for chunk in chunks:
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
         assert embedder.count_tokens(chunk.text) <= 100
     assert "Sentence number 299" in chunks[-1].text and chunks[0].text.startswith("Long part")
     assert all(f"Sentence number {i} " in "".join(c.text for c in chunks) for i in range(300))
@@ -139,7 +146,7 @@ def test_long_list_breaks_between_items(embedder):
     chunks = split(doc, embedder, chunk_tokens=80, overlap=8)
     assert len(chunks) > 5
     for chunk in chunks:
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
         assert embedder.count_tokens(chunk.text) <= 80
         assert chunk.text.endswith("skill")
         assert chunk.section == "Skills"
@@ -152,7 +159,7 @@ def test_repeated_text_gets_its_own_offsets(embedder):
     starts = [c.start for c in chunks]
     assert len(set(starts)) == len(starts)
     for chunk in chunks:
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
 
 
 def test_crlf_text_and_markdown_heading_paths(embedder):
@@ -163,7 +170,7 @@ def test_crlf_text_and_markdown_heading_paths(embedder):
     assert chunks[1].text == "### Entry level\r\n\r\nJuniors earn less."
     assert chunks[1].context == "Guide › Pay › Entry level"
     for chunk in chunks:
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
 
 
 def test_markdown_table_and_image_line(embedder):

@@ -7,9 +7,11 @@ def chunk(text, section="Guide › Pay"):
 
 
 def test_units_are_sentences_items_rows_and_faq_answers_each_found_in_the_passage():
-    text = ("Pay\n\nSalary by level:\n\nLevel Salary\nJunior $60,000\nSenior $90,000\n\nSkills you need:\n\n"
-            "- SQL and Python.\n- Communication.\n\nIs a degree needed?\n\nNo. Many people are self-taught. "
-            "They learn online.")
+    text = (
+        "Pay\n\nSalary by level:\n\nLevel Salary\nJunior $60,000\nSenior $90,000\n\nSkills you need:\n\n"
+        "- SQL and Python.\n- Communication.\n\nIs a degree needed?\n\nNo. Many people are self-taught. "
+        "They learn online."
+    )
     units = units_of(chunk(text))
     kinds = [u.kind for u in units]
     assert {"table", "row", "list", "item", "answer", "sentence"} <= set(kinds)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from advisor.config import Settings
-from advisor.store import FaissStore, create_store, describe_store, doc_key
+from advisor.stores import create_store, doc_key
+from advisor.stores.faiss import FaissRecord, FaissStore
 
 DIM = 16
 
@@ -23,7 +24,7 @@ def store(request, tmp_path):
 def test_add_search_count_and_vectors(store):
     a, b = unit(5, 1), unit(3, 2)
     store.add("a.md", [10, 11, 12, 13, 14], a)
-    store.add("dir/b \"quoted\".txt", [20, 21, 22], b)
+    store.add('dir/b "quoted".txt', [20, 21, 22], b)
     assert store.count() == 8 and store.ids() == {10, 11, 12, 13, 14, 20, 21, 22}
     found = store.search(a[2:3], 8)
     expected = sorted(zip([10, 11, 12, 13, 14, 20, 21, 22], np.vstack([a, b]) @ a[2]), key=lambda p: -p[1])
@@ -56,16 +57,16 @@ def test_delete_by_document_keeps_other_documents_and_the_kept_ids(store):
     assert store.delete("c.md", "d.md", "never-added.md", keep={7}) == 2 and store.ids() == {2, 7}
 
 
-def test_describe_names_the_kind_and_count(store):
+def test_the_record_and_label_name_the_kind_and_count(store):
     store.add("a.md", [1], unit(1, 8))
-    info = store.describe()
-    assert info["count"] == 1 and info["dim"] == DIM
+    record = store.record()
+    assert record.to_json()["kind"] == record.kind and store.count() == 1 and store.dim == DIM
     if isinstance(store, FaissStore):
-        assert info == {"kind": "faiss", "index": "flat", "count": 1, "dim": DIM}
-        assert describe_store(store) == "FAISS (flat, 1 vectors)"
+        assert record == FaissRecord("flat") and record.to_json() == {"kind": "faiss", "index": "flat"}
+        assert store.label() == "FAISS (flat, 1 vectors)"
     else:
-        assert info["kind"] == "milvus" and info["index"] == "FLAT" and info["collection"].startswith("career_advisor_")
-        assert describe_store(store).startswith(f"Milvus collection {info['collection']} at ")
+        assert record.kind == "milvus" and record.index == "FLAT" and record.collection.startswith("career_advisor_")
+        assert store.label().startswith(f"Milvus collection {record.collection} at ")
 
 
 def test_doc_key_is_a_stable_63_bit_number():

@@ -33,8 +33,10 @@ def test_highlight_merges_overlapping_quotes():
 
 def test_a_vote_is_saved_in_a_shape_eval_reads(tmp_path, seed_settings):
     advisor = Advisor(seed_settings)
-    history = [{"role": "user", "content": "What is the entry-level salary?"},
-               {"role": "assistant", "content": [{"type": "text", "text": "Entry Level — $85,000 [1]."}]}]
+    history = [
+        {"role": "user", "content": "What is the entry-level salary?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Entry Level — $85,000 [1]."}]},
+    ]
     answer = advisor.ask("And at the senior level?", history)
     path = record_vote(tmp_path, "And at the senior level?", history, answer, liked=False)
     entry = json.loads(path.read_text().splitlines()[-1])
@@ -59,8 +61,9 @@ def test_rebuild_swaps_the_new_index_in_while_questions_keep_being_answered(tmp_
     build(settings, embedder=embedder)
     service = AdvisorService(settings)
     assert service.status().fresh
-    (corpus / "visa.txt").write_text("Visa Sponsorship\n\nSome employers sponsor work visas for machine learning "
-                                     "engineers who relocate from abroad.\n")
+    (corpus / "visa.txt").write_text(
+        "Visa Sponsorship\n\nSome employers sponsor work visas for machine learning engineers who relocate from abroad.\n"
+    )
     status = service.status()
     assert not status.fresh and status.added == ("corpus/visa.txt",)
     answers: list[Answer] = []

@@ -7,19 +7,23 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from advisor.errors import IndexCorrupt, StoreUnavailable
-from advisor.store import doc_key
+from advisor.errors import REBUILD, ConfigError, IndexCorrupt, StoreUnavailable
+from advisor.stores.base import doc_key
+
+if TYPE_CHECKING:
+    from advisor.config import Settings
+    from advisor.files import FileEntry
 
 BATCH = 1_000  # rows per upsert, get or delete call: well under gRPC's 64 MB message limit at 384 floats a row
 MAX_TOPK = 16_384  # Milvus refuses a larger search limit
 CONNECT_SECONDS = 10.0
-REBUILD = "run `python -m advisor index --full` to rebuild it"
 T = TypeVar("T")
 
 _clients: dict[tuple[str, str], Any] = {}
@@ -44,7 +48,7 @@ def _client(uri: str, token: str) -> Any:
                 # logged on every idle reconnect); a server keeps pymilvus's own keepalive.
                 lite = {} if _is_server(uri) else {"grpc.keepalive_time_ms": 330_000}
                 client = MilvusClient(uri=uri, token=token, timeout=CONNECT_SECONDS, grpc_options=lite)
-            except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds; all mean "cannot connect"
+            except Exception as exc:
                 raise StoreUnavailable(_unreachable(uri, exc)) from None
             _clients[(uri, token)] = client
         return client
@@ -66,10 +70,14 @@ def _unreachable(uri: str, exc: BaseException) -> str:
     if not _is_server(uri):
         if not _locked_elsewhere(Path(uri)):
             return f"cannot open the Milvus Lite file {uri} ({reason}); check ADVISOR_VECTOR_STORE"
-        return (f"cannot open the Milvus Lite file {uri} ({reason}); it is in use: Milvus Lite serves one process at "
-                "a time, so stop the other one, or run a Milvus server for several (see README, 'Several replicas')")
-    return (f"cannot reach Milvus at {display_uri(uri)} ({reason}); start the server, check ADVISOR_VECTOR_STORE "
-            "and ADVISOR_MILVUS_TOKEN, or set ADVISOR_VECTOR_STORE=faiss")
+        return (
+            f"cannot open the Milvus Lite file {uri} ({reason}); it is in use: Milvus Lite serves one process at "
+            "a time, so stop the other one, or run a Milvus server for several (see docs/vector-stores.md)"
+        )
+    return (
+        f"cannot reach Milvus at {display_uri(uri)} ({reason}); start the server, check ADVISOR_VECTOR_STORE "
+        "and ADVISOR_MILVUS_TOKEN, or set ADVISOR_VECTOR_STORE=faiss"
+    )
 
 
 def _locked_elsewhere(path: Path) -> bool:
@@ -95,6 +103,43 @@ def display_uri(uri: str) -> str:
     return uri
 
 
+def server_uri(vector_store: str) -> str:
+    """The address pymilvus connects to for ``ADVISOR_VECTOR_STORE``: http://host:port for a server, else the file."""
+    return "http://" + vector_store.removeprefix("milvus://") if vector_store.startswith("milvus://") else vector_store
+
+
+@dataclass(frozen=True)
+class MilvusRecord:
+    """The manifest's record of a Milvus store: the server or file (no credentials), collection and index type."""
+
+    uri: str
+    collection: str
+    index: str = "AUTOINDEX"
+    kind: ClassVar[str] = "milvus"
+    files: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MilvusRecord:
+        """Read ``{"kind": "milvus", "uri", "collection", "index"}``; raises TypeError/KeyError on anything else."""
+        record = cls(data["uri"], data["collection"], data.get("index", "AUTOINDEX"))
+        if not all(isinstance(value, str) for value in (record.uri, record.collection, record.index)):
+            raise TypeError(f"malformed Milvus record {data!r}")
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's form."""
+        return {"kind": self.kind, "uri": self.uri, "collection": self.collection, "index": self.index}
+
+    def label(self, count: int | None = None) -> str:
+        """ "Milvus collection c at uri (FLAT)", or with a count "(FLAT, 47 vectors)"."""
+        details = self.index if count is None else f"{self.index}, {count:,} vectors"
+        return f"Milvus collection {self.collection} at {self.uri} ({details})"
+
+    def place(self) -> str:
+        """The server or file and the collection's name before its per-build suffix."""
+        return f"Milvus at {self.uri} collection {self.collection.rsplit('_', 1)[0]}"
+
+
 class MilvusStore:
     """Vectors in one Milvus collection: id (the chunk id), doc (doc_key of the source), source, vector.
 
@@ -103,12 +148,60 @@ class MilvusStore:
     """
 
     live = True
+    record_type = MilvusRecord
 
     def __init__(self, client: Any, uri: str, collection: str, dim: int, index_type: str) -> None:
         self.client, self.uri, self.collection, self.dim, self.index_type = client, uri, collection, dim, index_type
+        self.where = f"Milvus collection {collection}"
+
+    # --- how settings name it, and opening it (see stores.factory) ----------------------------
+
+    @staticmethod
+    def accepts(value: str) -> bool:
+        """A server (``milvus://host:19530``, ``http(s)://…``) or a Milvus Lite file (``….db``)."""
+        return value.startswith(("milvus://", "http://", "https://")) or value.endswith(".db")
+
+    @staticmethod
+    def normalize(value: str) -> str:
+        """A Milvus Lite file as an absolute path: one file, whichever folder the command runs from."""
+        return value if value.startswith(("milvus://", "http://", "https://")) else str(Path(value).expanduser().resolve())
+
+    @staticmethod
+    def check(settings: Settings) -> None:
+        """A server address must name a host; the collection name must be one Milvus accepts."""
+        store = settings.vector_store
+        if store.startswith("milvus://") and not store.removeprefix("milvus://").strip("/"):
+            raise ConfigError(f"ADVISOR_VECTOR_STORE={store!r} names no host; use e.g. 'milvus://localhost:19530'")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", settings.milvus_collection):
+            raise ConfigError(
+                f"ADVISOR_MILVUS_COLLECTION={settings.milvus_collection!r} is not a Milvus collection name; "
+                "use letters, digits and underscores, starting with a letter (default career_advisor)"
+            )
+
+    @staticmethod
+    def configured_place(settings: Settings) -> str:
+        """ "Milvus at <uri> collection <name>", as ``MilvusRecord.place`` says it."""
+        return f"Milvus at {display_uri(server_uri(settings.vector_store))} collection {settings.milvus_collection}"
+
+    @staticmethod
+    def elsewhere(settings: Settings) -> str | None:
+        """ "Milvus at <uri>"."""
+        return f"Milvus at {display_uri(server_uri(settings.vector_store))}"
 
     @classmethod
-    def create(cls, uri: str, token: str, base: str, dim: int) -> MilvusStore:
+    def create(cls, settings: Settings, dim: int) -> MilvusStore:
+        """A new empty collection in the store ``settings`` name (see ``create_collection``)."""
+        return cls.create_collection(server_uri(settings.vector_store), settings.milvus_token, settings.milvus_collection, dim)
+
+    @classmethod
+    def open(
+        cls, record: MilvusRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+    ) -> MilvusStore:
+        """The collection ``record`` names, at the address the manifest recorded (with the configured token)."""
+        return cls.open_collection(record.uri, settings.milvus_token, record.collection)
+
+    @classmethod
+    def create_collection(cls, uri: str, token: str, base: str, dim: int) -> MilvusStore:
         """A new empty collection named ``<base>_<8 hex digits>``, one per full build (see ``release_others``)."""
         from pymilvus import DataType
 
@@ -124,17 +217,21 @@ class MilvusStore:
         params = client.prepare_index_params()
         params.add_index(field_name="vector", index_type=index_type, metric_type="IP")
         # Strong: a replica searching right after another process's build sees all of its writes.
-        _call(uri, "create a collection", lambda: client.create_collection(
-            name, schema=schema, index_params=params, consistency_level="Strong"))
+        _call(
+            uri,
+            "create a collection",
+            lambda: client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong"),
+        )
         return cls(client, uri, name, dim, index_type)
 
     @classmethod
-    def open(cls, uri: str, token: str, collection: str) -> MilvusStore:
+    def open_collection(cls, uri: str, token: str, collection: str) -> MilvusStore:
         """The existing collection ``collection``, loaded for search."""
         client = _client(uri, token)
         if not _call(uri, "list collections", lambda: client.has_collection(collection)):
-            raise IndexCorrupt(f"the Milvus collection {collection} at {display_uri(uri)} that the index names is gone; "
-                               f"{REBUILD}")
+            raise IndexCorrupt(
+                f"the Milvus collection {collection} at {display_uri(uri)} that the index names is gone; {REBUILD}"
+            )
         info = _call(uri, "describe a collection", lambda: client.describe_collection(collection))
         vector = next((f for f in info["fields"] if f["name"] == "vector"), None)
         if vector is None:
@@ -154,10 +251,13 @@ class MilvusStore:
         rows = self._call("count", lambda: self.client.query(self.collection, filter="", output_fields=["count(*)"]))
         return int(rows[0]["count(*)"])
 
-    def describe(self) -> dict[str, Any]:
-        """{"kind": "milvus", "uri", "collection", "index", "count", "dim"} (the uri without credentials)."""
-        return {"kind": "milvus", "uri": display_uri(self.uri), "collection": self.collection,
-                "index": self.index_type, "count": self.count(), "dim": self.dim}
+    def record(self) -> MilvusRecord:
+        """The uri (without credentials), collection and index type."""
+        return MilvusRecord(display_uri(self.uri), self.collection, self.index_type)
+
+    def label(self) -> str:
+        """ "Milvus collection c at uri (FLAT, 47 vectors)"."""
+        return self.record().label(self.count())
 
     def add(self, source: str, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Upsert vectors (n, dim) of document ``source`` under ``ids``."""
@@ -166,8 +266,10 @@ class MilvusStore:
         key = doc_key(source)
         vectors = np.asarray(vectors, dtype=np.float32)
         for start in range(0, len(ids), BATCH):
-            rows = [{"id": int(i), "doc": key, "source": source, "vector": v}
-                    for i, v in zip(ids[start:start + BATCH], vectors[start:start + BATCH])]
+            rows = [
+                {"id": int(i), "doc": key, "source": source, "vector": v}
+                for i, v in zip(ids[start : start + BATCH], vectors[start : start + BATCH])
+            ]
             self._call("upsert", lambda rows=rows: self.client.upsert(self.collection, rows))
 
     def delete(self, *sources: str, keep: Collection[int] = ()) -> int:
@@ -175,8 +277,11 @@ class MilvusStore:
 
         Their ids are found by scanning the ``doc`` field, BATCH documents a scan."""
         keys = sorted({doc_key(source) for source in sources})
-        held = [i for start in range(0, len(keys), BATCH)
-                for i in self._scan(f"doc in [{', '.join(map(str, keys[start:start + BATCH]))}]")]
+        held = [
+            i
+            for start in range(0, len(keys), BATCH)
+            for i in self._scan(f"doc in [{', '.join(map(str, keys[start : start + BATCH]))}]")
+        ]
         return self._delete_ids([i for i in held if i not in keep])
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -184,27 +289,38 @@ class MilvusStore:
         if k < 1:
             return []
         vector = np.asarray(query, dtype=np.float32)[0]
-        found = self._call("search", lambda: self.client.search(
-            self.collection, data=[vector], limit=min(k, MAX_TOPK), output_fields=["id"],
-            search_params={"metric_type": "IP"}))
+        found = self._call(
+            "search",
+            lambda: self.client.search(
+                self.collection, data=[vector], limit=min(k, MAX_TOPK), output_fields=["id"], search_params={"metric_type": "IP"}
+            ),
+        )
         return [(int(hit["id"]), float(hit["distance"])) for hit in found[0]]
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of ``ids`` (all of which must be held), as rows in the same order."""
         got: dict[int, Any] = {}
         for start in range(0, len(ids), BATCH):
-            batch = [int(i) for i in ids[start:start + BATCH]]
+            batch = [int(i) for i in ids[start : start + BATCH]]
             rows = self._call("get", lambda batch=batch: self.client.get(self.collection, ids=batch, output_fields=["vector"]))
             got.update((int(row["id"]), row["vector"]) for row in rows)
         missing = [i for i in ids if int(i) not in got]
         if missing:
-            raise IndexCorrupt(f"the Milvus collection {self.collection} lacks {len(missing)} passage(s) the index "
-                               f"lists (id {missing[0]}); {REBUILD}")
+            raise IndexCorrupt(
+                f"the Milvus collection {self.collection} lacks {len(missing)} passage(s) the index "
+                f"lists (id {missing[0]}); {REBUILD}"
+            )
         return np.asarray([got[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
 
     def ids(self) -> set[int]:
         """Every chunk id held (a full scan)."""
         return set(self._scan(""))
+
+    def verify(self, ids: Collection[int], listed_in: str) -> None:
+        """A count check (a scan of every id would cost seconds at size): a shared collection may briefly hold
+        more than the manifest lists (a build in progress elsewhere), never fewer."""
+        if (held := self.count()) < len(ids):
+            raise IndexCorrupt(f"{self.where} holds {held} vectors but {listed_in} lists {len(ids)} passages; {REBUILD}")
 
     # --- what the index stage needs besides -------------------------------------------------
 
@@ -216,11 +332,14 @@ class MilvusStore:
         """This store: Milvus manages its own index as the collection grows."""
         return self
 
-    def commit(self, directory: Path, build_id: str) -> tuple[dict[str, Any], None]:
+    def needs_refit(self, flat_max: int) -> bool:
+        """Never: Milvus manages its own index."""
+        return False
+
+    def commit(self, directory: Path, build_id: str) -> tuple[MilvusRecord, dict[str, FileEntry]]:
         """Flush the writes (Milvus Lite searches unflushed rows slowly); returns the manifest's store record."""
         self._call("flush", lambda: self.client.flush(self.collection))
-        return {"kind": "milvus", "uri": display_uri(self.uri), "collection": self.collection,
-                "index": self.index_type}, None
+        return self.record(), {}
 
     def retain(self, ids: Collection[int]) -> int:
         """Delete every vector whose id is not in ``ids`` (left by a build that stopped half-way)."""
@@ -244,8 +363,7 @@ class MilvusStore:
 
     def _scan(self, expression: str) -> list[int]:
         def scan() -> list[int]:
-            iterator = self.client.query_iterator(self.collection, batch_size=10_000, filter=expression,
-                                                  output_fields=["id"])
+            iterator = self.client.query_iterator(self.collection, batch_size=10_000, filter=expression, output_fields=["id"])
             found: list[int] = []
             try:
                 while batch := iterator.next():
@@ -258,7 +376,7 @@ class MilvusStore:
 
     def _delete_ids(self, ids: list[int]) -> int:
         for start in range(0, len(ids), BATCH):
-            batch = ids[start:start + BATCH]
+            batch = ids[start : start + BATCH]
             self._call("delete", lambda batch=batch: self.client.delete(self.collection, ids=batch))
         return len(ids)
 
@@ -270,7 +388,7 @@ def _call(uri: str, what: str, action: Callable[[], T], collection: str = "") ->
     """Run one pymilvus call; any failure becomes a StoreUnavailable that says where and what."""
     try:
         return action()
-    except Exception as exc:  # noqa: BLE001 - pymilvus and grpc raise many types
+    except Exception as exc:
         text = str(exc).lower()
         if collection and "collection" in text and ("not found" in text or "not exist" in text):
             raise IndexCorrupt(f"the Milvus collection {collection} at {display_uri(uri)} is gone; {REBUILD}") from None

@@ -1,139 +1,59 @@
-"""Keep chunk vectors under stable int64 ids: the VectorStore interface, its FAISS implementation, and opening either store."""
+"""A VectorStore in one FAISS file in the index folder: exact (flat) while small, IVF once large."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import faiss
 import numpy as np
 
-from advisor.config import Settings
-from advisor.load import hash_file
-from advisor.split import stable_id
+from advisor.errors import REBUILD, IndexCorrupt
+from advisor.files import FileEntry
 
-if TYPE_CHECKING:  # milvus.py imports pymilvus, which only Milvus users should pay for
-    from advisor.milvus import MilvusStore
+if TYPE_CHECKING:
+    from advisor.config import Settings
 
-# Up to this many passages the store is exact (flat); above it, IVF. From bench/run.py on 2 cores: flat takes
-# 0.8 ms a query at 10k passages, 12 ms at 100k and 132 ms at 1M; IVF (nlist 4·√n, nprobe 16) 0.05-1 ms with
-# recall@10 1.0-0.99. HNSW is not used: it cannot delete, and incremental rebuilds delete the chunks of changed
-# files (its recall was also lower: 0.905-0.926 at 100k-1M).
-FLAT_MAX = 20_000
+# Up to ADVISOR_FLAT_MAX passages (default 20,000) the store is exact (flat); above it, IVF. Measured by
+# bench/run.py (docs/performance.md): flat grows linearly with the corpus while IVF (nlist 4·√n, nprobe 16) stays
+# near a millisecond with recall@10 of 0.99 or better. HNSW is not used: it cannot delete, and incremental
+# rebuilds delete the chunks of changed files (its recall was also lower at 100k-1M).
 NPROBE = 16
 TRAIN_MAX = 100_000  # vectors used to train the IVF centroids
+PLACE = "FAISS (a file in the index folder)"
 
 
-class VectorStore(Protocol):
-    """Unit vectors of passages keyed by chunk id and grouped by document, searched by cosine similarity.
+@dataclass(frozen=True)
+class FaissRecord:
+    """The manifest's record of a FAISS store: which index type its file holds."""
 
-    The index stage writes through it and retrieval reads through it; FaissStore and MilvusStore implement it.
-    """
+    index: Literal["flat", "ivf"] = "flat"
+    kind: ClassVar[str] = "faiss"
+    files: ClassVar[tuple[str, ...]] = ("vectors",)
 
-    dim: int
-    live: bool  # True: every reader sees writes at once (a shared database); False: writes go to a private copy
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaissRecord:
+        """Read ``{"kind": "faiss", "index": "flat" | "ivf"}``; raises ValueError on another index type."""
+        index = data.get("index", "flat")
+        if index not in ("flat", "ivf"):
+            raise ValueError(f"unknown FAISS index type {index!r}")
+        return cls(index)
 
-    def count(self) -> int:
-        """How many vectors are stored."""
-        ...
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's form."""
+        return {"kind": self.kind, "index": self.index}
 
-    def describe(self) -> dict[str, Any]:
-        """What and where the store is, for status lines and the manifest (no secrets)."""
-        ...
+    def label(self, count: int | None = None) -> str:
+        """ "FAISS (flat)", or with a count "FAISS (flat, 47 vectors)"."""
+        return f"FAISS ({self.index}{'' if count is None else f', {count:,} vectors'})"
 
-    def add(self, source: str, ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store vectors (n, dim) of document ``source`` under ``ids``, replacing any held under the same ids."""
-        ...
-
-    def delete(self, *sources: str, keep: Collection[int] = ()) -> int:
-        """Delete the vectors of the documents ``sources`` except those in ``keep``; returns how many went.
-
-        Several documents at once cost one pass, not one each (a store may have to search for their ids)."""
-        ...
-
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The ``k`` nearest ids to a (1, dim) query with their cosine scores, best first."""
-        ...
-
-    def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """The stored vectors of ``ids`` (all of which must be held), as rows in the same order."""
-        ...
-
-    def ids(self) -> set[int]:
-        """Every chunk id held (a full scan: for checks, not for answering)."""
-        ...
-
-    # What the index stage needs besides, to write a generation and swap it in.
-
-    def for_update(self) -> VectorStore:
-        """The store a build writes to: a private copy (FAISS) or the shared store itself (``live``)."""
-        ...
-
-    def fitted(self, flat_max: int) -> VectorStore:
-        """This store, or one rebuilt with the index type its size calls for."""
-        ...
-
-    def commit(self, directory: Path, build_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Make the writes durable; returns the manifest's store record and the vectors file's entry, if any."""
-        ...
-
-    def retain(self, ids: Collection[int]) -> int:
-        """Delete every vector whose id is not in ``ids``; returns how many went."""
-        ...
-
-    def release_others(self) -> None:
-        """Free what earlier generations of this index hold in the store (after the manifest swap)."""
-        ...
-
-    def drop(self) -> None:
-        """Delete everything this store holds, after its vectors moved to another store."""
-        ...
-
-
-def store_label(info: dict[str, Any]) -> str:
-    """One line for people from a manifest's store record or ``describe()``: "FAISS (flat)",
-    "Milvus collection c at uri (FLAT, 47 vectors)" (the count when ``info`` has one)."""
-    details = ", ".join([str(info.get("index", "flat")), *([f"{info['count']:,} vectors"] if "count" in info else [])])
-    if info["kind"] == "faiss":
-        return f"FAISS ({details})"
-    return f"Milvus collection {info['collection']} at {info['uri']} ({details})"
-
-
-def describe_store(store: VectorStore) -> str:
-    """One line for people about a loaded store, with its count: "FAISS (flat, 47 vectors)"."""
-    return store_label(store.describe())
-
-
-def doc_key(source: str) -> int:
-    """A 63-bit number naming a document, so a store can delete by document without quoting paths in a filter."""
-    return stable_id(source)
-
-
-def create_store(settings: Settings, dim: int) -> FaissStore | MilvusStore:
-    """A new, empty store of the kind ``settings.vector_store`` names."""
-    if settings.vector_store_kind == "faiss":
-        return FaissStore(dim)
-    from advisor.milvus import MilvusStore
-
-    return MilvusStore.create(settings.milvus_uri, settings.milvus_token, settings.milvus_collection, dim)
-
-
-def open_store(record: dict[str, Any], vectors_path: Path | None, sources: dict[int, str], settings: Settings,
-               ) -> FaissStore | MilvusStore:
-    """The store a manifest's ``store`` record names: a FAISS file (``vectors_path``) or a Milvus collection.
-
-    ``sources`` maps each chunk id to its document (FAISS files hold ids only). Raises RuntimeError on a damaged
-    FAISS file and advisor.errors.StoreUnavailable / IndexCorrupt for an unreachable or missing collection.
-    """
-    if record["kind"] == "faiss":
-        assert vectors_path is not None
-        return FaissStore.load(vectors_path, sources)
-    from advisor.milvus import MilvusStore
-
-    return MilvusStore.open(record["uri"], settings.milvus_token, record["collection"])
+    def place(self) -> str:
+        """Always the index folder."""
+        return PLACE
 
 
 class FaissStore:
@@ -143,9 +63,11 @@ class FaissStore:
     """
 
     live = False
+    record_type = FaissRecord
 
     def __init__(self, dim: int, index: faiss.Index | None = None, sources: dict[int, str] | None = None) -> None:
         self.dim = dim
+        self.where = "a FAISS index in memory"  # the file's path once read from one, for messages
         self.sources: dict[int, str] = dict(sources or {})  # chunk id -> document, for delete-by-document
         self._members: dict[str, set[int]] = {}  # document -> chunk ids, so deleting one document is not a full scan
         for chunk_id, source in self.sources.items():
@@ -158,9 +80,61 @@ class FaissStore:
             if self._ivf.direct_map.type == faiss.DirectMap.NoMap:
                 self._ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
 
+    # --- how settings name it, and opening it (see stores.factory) ----------------------------
+
+    @staticmethod
+    def accepts(value: str) -> bool:
+        """``ADVISOR_VECTOR_STORE=faiss``."""
+        return value == "faiss"
+
+    @staticmethod
+    def normalize(value: str) -> str:
+        """Nothing to resolve."""
+        return value
+
+    @staticmethod
+    def check(settings: Settings) -> None:
+        """Nothing beyond the common settings."""
+
+    @staticmethod
+    def configured_place(settings: Settings) -> str:
+        """Always the index folder."""
+        return PLACE
+
+    @staticmethod
+    def elsewhere(settings: Settings) -> str | None:
+        """None: the vectors are in the index folder."""
+        return None
+
+    @classmethod
+    def create(cls, settings: Settings, dim: int) -> FaissStore:
+        """A new, empty flat store (``fitted`` makes it IVF once it is large)."""
+        return cls(dim)
+
+    @classmethod
+    def open(
+        cls, record: FaissRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+    ) -> FaissStore:
+        """Read the vectors file the manifest lists, after checking its size; IndexCorrupt if it is damaged."""
+        entry = files["vectors"]
+        path = directory / entry.name
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise IndexCorrupt(
+                f"{path} is {size} bytes but the manifest expects {entry.bytes} (truncated or replaced); {REBUILD}"
+            )
+        try:
+            store = cls.load(path, sources)
+        except RuntimeError as exc:
+            raise IndexCorrupt(f"{path} is damaged ({str(exc).splitlines()[-1][:160]}); {REBUILD}") from None
+        store.where = str(path)
+        return store
+
+    # --- the VectorStore interface ------------------------------------------------------------
+
     @property
-    def kind(self) -> str:
-        """"flat" (exact) or "ivf" (approximate, for large corpora)."""
+    def kind(self) -> Literal["flat", "ivf"]:
+        """ "flat" (exact) or "ivf" (approximate, for large corpora)."""
         return "ivf" if self._ivf is not None else "flat"
 
     def __len__(self) -> int:
@@ -170,9 +144,13 @@ class FaissStore:
         """How many vectors are stored."""
         return int(self.index.ntotal)
 
-    def describe(self) -> dict[str, Any]:
-        """{"kind": "faiss", "index": "flat" | "ivf", "count": n, "dim": d}."""
-        return {"kind": "faiss", "index": self.kind, "count": self.count(), "dim": self.dim}
+    def record(self) -> FaissRecord:
+        """{"kind": "faiss", "index": "flat" | "ivf"}."""
+        return FaissRecord(self.kind)
+
+    def label(self) -> str:
+        """ "FAISS (flat, 47 vectors)"."""
+        return self.record().label(self.count())
 
     def ids(self) -> set[int]:
         """All chunk ids held."""
@@ -185,6 +163,11 @@ class FaissStore:
             if size:
                 found.update(int(i) for i in faiss.rev_swig_ptr(lists.get_ids(number), size))
         return found
+
+    def verify(self, ids: Collection[int], listed_in: str) -> None:
+        """The file must hold exactly ``ids``: it was written with the manifest, so anything else is damage."""
+        if self.ids() != set(ids):
+            raise IndexCorrupt(f"{self.where}, {listed_in} list different passages; {REBUILD}")
 
     def add(self, source: str, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store vectors (n, dim) of document ``source`` under ``ids``, replacing any held under the same ids."""
@@ -223,11 +206,17 @@ class FaissStore:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self.index.reconstruct(int(i)) for i in ids])
 
-    def wanted_kind(self, flat_max: int = FLAT_MAX) -> str:
+    # --- what the index stage needs besides ---------------------------------------------------
+
+    def wanted_kind(self, flat_max: int) -> Literal["flat", "ivf"]:
         """The kind this store's size calls for: flat up to ``flat_max`` passages, IVF above."""
         return "ivf" if len(self) > flat_max else "flat"
 
-    def fitted(self, flat_max: int = FLAT_MAX) -> FaissStore:
+    def needs_refit(self, flat_max: int) -> bool:
+        """Whether the store's size now calls for the other index type."""
+        return self.kind != self.wanted_kind(flat_max)
+
+    def fitted(self, flat_max: int) -> FaissStore:
         """This store, or one rebuilt as the kind its size calls for."""
         wanted = self.wanted_kind(flat_max)
         if wanted == self.kind:
@@ -257,15 +246,13 @@ class FaissStore:
         """The store a build may change: a copy, so the index being served stays as it is."""
         return self.copy()
 
-    def commit(self, directory: Path, build_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def commit(self, directory: Path, build_id: str) -> tuple[FaissRecord, dict[str, FileEntry]]:
         """Write ``vectors-<build_id>.faiss``; returns the manifest's store record and the file's entry."""
-        name = f"vectors-{build_id}.faiss"
-        tmp = directory / f"{name}.tmp"
+        path = directory / f"vectors-{build_id}.faiss"
+        tmp = path.with_name(path.name + ".tmp")
         self.save(tmp)
-        os.replace(tmp, directory / name)
-        sha256, size = hash_file(directory / name)
-        entry = {"name": name, "bytes": size, "sha256": sha256}
-        return {"kind": "faiss", "index": self.kind}, entry
+        os.replace(tmp, path)
+        return self.record(), {"vectors": FileEntry.of(path)}
 
     def retain(self, ids: Collection[int]) -> int:
         """Remove every vector whose id is not in ``ids``; returns how many went."""
@@ -288,5 +275,3 @@ class FaissStore:
         """Read an index written by ``save``; raises RuntimeError on a damaged file."""
         index = faiss.read_index(str(path))
         return cls(index.d, index, sources)
-
-
