@@ -270,32 +270,23 @@ def apply(build_plan: BuildPlan, *, embedder: Embedder | None = None, progress: 
 
 
 def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: float) -> BuildReport:
-    settings, directory = p.settings, p.settings.index_dir
-    previous = None
-    if p.manifest is not None and p.full_rebuild is None:
-        try:
-            previous = Index.open(directory, p.manifest, settings)
-        except (IndexCorrupt, FileNotFoundError, StoreUnavailable) as exc:
-            if isinstance(exc, StoreUnavailable) and not p.move:
-                raise  # the configured database is down: a rebuild would fail too, and say less
-            p = p.rebuild_all(f"the existing index cannot be used ({exc})")
+    settings = p.settings
+    p, previous = _open_previous(p)
     if p.full_rebuild and p.manifest:
         log.info("Rebuilding the whole index: %s.", p.full_rebuild)
     embedder = embedder or get_embedder(settings.model)
     new_docs, new_chunks, failed = _load_and_split(p.to_load, settings, embedder)
     if previous is not None and new_chunks and embedder.dim != previous.store.dim:
-        p = p.rebuild_all(f"the model's dimension changed from {previous.store.dim} to {embedder.dim}")
+        p, previous = p.rebuild_all(f"the model's dimension changed from {previous.store.dim} to {embedder.dim}"), None
         log.info("Rebuilding the whole index: %s.", p.full_rebuild)
-        previous = None
         new_docs, new_chunks, failed = _load_and_split(p.to_load, settings, embedder)
     skipped = [*p.skipped, *failed]
     skipped_map = {s.source: SkippedEntry(s.sha256, s.reason) for s in skipped if s.sha256}
     documents = p.manifest.documents if p.manifest else {}
-    in_place = previous is not None
     if (
         previous is not None
         and not (new_chunks or p.corpus_changed or p.move or previous.store.needs_refit(settings.flat_max))
-        and skipped_map == dict(p.manifest.skipped if p.manifest else {})
+        and skipped_map == previous.manifest.skipped
     ):
         return BuildReport(
             unchanged=p.unchanged,
@@ -306,31 +297,11 @@ def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: flo
         )
 
     # Unchanged documents keep their vectors; those of changed, removed and now-unreadable ones go.
-    kept = {s: documents[s] for s in p.unchanged} if in_place else {}
-    stale = [s for s in documents if s not in kept] if in_place else []
-    if p.move and previous is not None:  # to another vector store: copy the unchanged documents' vectors there
-        log.info("Moving the vectors: %s.", p.move)
-        store = create_store(settings, previous.store.dim)
-        for source, doc in kept.items():
-            store.add(source, list(doc.chunk_ids), previous.store.vectors(list(doc.chunk_ids)))
-        stale = []  # nothing of the old store is in the new one
-    else:
-        store = previous.store.for_update() if previous is not None else create_store(settings, embedder.dim)
-    if not store.live:  # a private copy: nobody reads it until the swap
-        store.delete(*stale)
+    kept = {s: documents[s] for s in p.unchanged} if previous is not None else {}
+    store, stale = _store_to_write(p, previous, kept, embedder.dim)
     if new_chunks:
         log.info("Embedding %d passages from %d document(s)…", len(new_chunks), len(new_docs))
-    # Passages and their statements in one encode call: the model batches them by length either way.
-    # A statement that is nearly the whole passage (a passage that is one table or list) shares its vector.
-    units = [[(u.embed, sum(map(len, u.parts)) >= WHOLE * len(c.text)) for u in units_of(c)] for c in new_chunks]
-    encoded = embedder.embed_passages(
-        [c.embedding_text for c in new_chunks] + [t for us in units for t, whole in us if not whole], progress=progress
-    )
-    vectors, unit_vectors = encoded[: len(new_chunks)], encoded[len(new_chunks) :]
-    per_chunk, encoded_units = [], iter(unit_vectors)  # the statements' own vectors, in order
-    for i, (chunk, texts) in enumerate(zip(new_chunks, units)):
-        rows = [vectors[i] if whole else next(encoded_units) for _, whole in texts]
-        per_chunk.append((chunk.id, np.stack(rows) if rows else unit_vectors[:0]))
+    vectors, fresh = _embed(embedder, new_chunks, progress)
     start = 0
     for source, doc in new_docs.items():  # chunks are in document order, so each document is one run
         count = len(doc.chunk_ids)
@@ -340,10 +311,9 @@ def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: flo
     all_chunks = [previous.chunks[i] for doc in kept.values() for i in doc.chunk_ids] if previous is not None else []
     all_chunks += new_chunks
     all_docs = {**kept, **new_docs}
-    fresh = dict(per_chunk)
     old = previous.statements if previous is not None else StatementVectors.build([], store.dim)
     statements = StatementVectors.build([(c.id, fresh[c.id] if c.id in fresh else old.of(c.id)) for c in all_chunks], store.dim)
-    _write(directory, settings, embedder, store, all_chunks, all_docs, skipped_map, statements)
+    _write(settings.index_dir, settings, embedder, store, all_chunks, all_docs, skipped_map, statements)
     if store.live:
         _tidy(store, stale, all_docs)
     if p.move and previous is not None and previous.store.live:  # the shared store the vectors came from goes
@@ -365,6 +335,56 @@ def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: flo
         wrote=True,
         seconds=time.perf_counter() - started,
     )
+
+
+def _open_previous(p: BuildPlan) -> tuple[BuildPlan, Index | None]:
+    """The index the plan updates, opened where its manifest says; a damaged one turns the plan into a full rebuild."""
+    if p.manifest is None or p.full_rebuild is not None:
+        return p, None
+    try:
+        return p, Index.open(p.settings.index_dir, p.manifest, p.settings)
+    except (IndexCorrupt, FileNotFoundError, StoreUnavailable) as exc:
+        if isinstance(exc, StoreUnavailable) and not p.move:
+            raise  # the configured database is down: a rebuild would fail too, and say less
+        return p.rebuild_all(f"the existing index cannot be used ({exc})"), None
+
+
+def _store_to_write(
+    p: BuildPlan, previous: Index | None, kept: dict[str, DocumentEntry], dim: int
+) -> tuple[VectorStore, list[str]]:
+    """The store this build writes, holding the kept documents' vectors, and the documents whose vectors are stale
+    (a shared store deletes those only after the swap, so readers of the previous manifest keep finding theirs)."""
+    if previous is None:
+        return create_store(p.settings, dim), []
+    if p.move:  # to another vector store: copy the unchanged documents' vectors there; nothing old is in it
+        log.info("Moving the vectors: %s.", p.move)
+        store = create_store(p.settings, previous.store.dim)
+        for source, doc in kept.items():
+            store.add(source, list(doc.chunk_ids), previous.store.vectors(list(doc.chunk_ids)))
+        return store, []
+    store = previous.store.for_update()
+    stale = [s for s in previous.manifest.documents if s not in kept]
+    if not store.live:  # a private copy: nobody reads it until the swap
+        store.delete(*stale)
+    return store, stale
+
+
+def _embed(embedder: Embedder, chunks: list[Chunk], progress: bool) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The passages' vectors, and each passage's statement vectors (``statements.units_of``) by chunk id.
+
+    Passages and statements go in one encode call: the model batches them by length either way. A statement that
+    is nearly the whole passage (a passage that is one table or list) shares the passage's vector.
+    """
+    units = [[(u.embed, sum(map(len, u.parts)) >= WHOLE * len(c.text)) for u in units_of(c)] for c in chunks]
+    encoded = embedder.embed_passages(
+        [c.embedding_text for c in chunks] + [t for us in units for t, whole in us if not whole], progress=progress
+    )
+    vectors, unit_vectors = encoded[: len(chunks)], encoded[len(chunks) :]
+    statements, encoded_units = {}, iter(unit_vectors)  # the statements' own vectors, in order
+    for i, (chunk, texts) in enumerate(zip(chunks, units)):
+        rows = [vectors[i] if whole else next(encoded_units) for _, whole in texts]
+        statements[chunk.id] = np.stack(rows) if rows else unit_vectors[:0]
+    return vectors, statements
 
 
 def index_status(settings: Settings) -> IndexStatus:

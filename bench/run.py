@@ -98,11 +98,17 @@ def write_section(out: Path, name: str, title: str, rows: list[dict], machine: s
     lines = [
         f"{title}. Measured {when} on {machine} by `python bench/run.py --only {name.removeprefix('bench-')}`.",
         "",
-        "| benchmark | value | reference, same run | ratio | target |",
-        "| --- | --- | --- | ---: | --- |",
-        *(f"| {r['name']} | {r['value']} | {r['reference']} | {r['ratio']} | {r['target']} |" for r in rows),
+        "| benchmark | value | reference, same run | ratio | target | details |",
+        "| --- | --- | --- | ---: | --- | --- |",
+        *(f"| {r['name']} | {r['value']} | {r['reference']} | {r['ratio']} | {r['target']} | {_details(r)} |" for r in rows),
     ]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
+def _details(row: dict) -> str:
+    """The row's extra measurements ("recall_at_10": 0.995 -> "recall at 10 0.995")."""
+    shown = {"name", "value", "reference", "ratio", "target"}
+    return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in row.items() if key not in shown)
 
 
 def quality(out: Path, quick: bool) -> None:
