@@ -29,6 +29,7 @@ from advisor.manifest import (
     Manifest,
     ModelInfo,
     SkippedEntry,
+    manifest_stamp,
     read_manifest,
     write_manifest,
 )
@@ -264,7 +265,7 @@ def apply(build_plan: BuildPlan, *, embedder: Embedder | None = None, progress: 
     directory.mkdir(parents=True, exist_ok=True)
     with _build_lock(directory, wait):
         remove_temp_files(directory)
-        if _build_id(directory) != (build_plan.manifest.build_id if build_plan.manifest else None):
+        if manifest_stamp(directory) != build_plan.stamp:  # another build swapped an index in since
             build_plan = plan(settings, full=build_plan.requested)
         return _apply(build_plan, embedder, progress, started)
 
@@ -408,7 +409,7 @@ def index_status(settings: Settings) -> IndexStatus:
     )
     if p.unusable:
         return IndexStatus(False, p.unusable, **base)
-    mismatch = p.mismatch or store_mismatch(manifest.store, settings)
+    mismatch = p.mismatch or p.move  # the plan moves the vectors only when nothing else forces a rebuild
     if mismatch:
         return IndexStatus(False, f"{mismatch}; run `python -m advisor index` to rebuild", **base)
     if p.corpus_changed:
@@ -477,14 +478,6 @@ def _build_lock(directory: Path, wait: float) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _build_id(directory: Path) -> str | None:
-    """The build the manifest on disk names, or None when there is no readable one."""
-    try:
-        return read_manifest(directory).build_id
-    except AdvisorError:
-        return None
 
 
 def _write(

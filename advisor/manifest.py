@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,19 @@ def read_manifest(directory: Path) -> Manifest:
     except (ValueError, UnicodeDecodeError) as exc:
         raise IndexCorrupt(f"{path} is not valid JSON ({exc}); {REBUILD}") from None
     return Manifest.from_json(data, path)
+
+
+def manifest_stamp(directory: Path) -> tuple[int, int, int] | None:
+    """Which manifest file is on disk (inode, mtime, size), without reading it; None when there is none.
+
+    Every write replaces the file (a new inode), so an unchanged stamp means the same manifest: a cheap check
+    that no build swapped one in since it was read (take the stamp *before* reading).
+    """
+    try:
+        info = os.stat(directory / MANIFEST)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:

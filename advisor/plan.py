@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from advisor.config import Settings
 from advisor.errors import REBUILD, CorpusMissing, IndexCorrupt, IndexMismatch, IndexMissing
 from advisor.load import LOADER_VERSION, CorpusFile, scan_corpus
-from advisor.manifest import Manifest, read_manifest
+from advisor.manifest import Manifest, manifest_stamp, read_manifest
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION
 from advisor.statements import STATEMENTS_VERSION
 from advisor.stores import store_mismatch
@@ -24,6 +24,7 @@ class BuildPlan:
 
     settings: Settings
     manifest: Manifest | None  # the index being updated; None when there is none or it cannot be read
+    stamp: tuple[int, int, int] | None  # manifest_stamp() taken before the manifest was read
     files: tuple[CorpusFile, ...]  # the corpus's supported files, as scanned
     skipped: tuple[Skipped, ...]  # files the scan will not read, with reasons
     added: tuple[str, ...] = ()
@@ -58,6 +59,7 @@ def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
     files, skipped = scan_corpus(corpus)
     manifest: Manifest | None = None
     unusable = mismatch = move = None
+    stamp = manifest_stamp(directory)
     try:
         manifest = read_manifest(directory)
     except IndexMissing:
@@ -94,6 +96,7 @@ def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
     return BuildPlan(
         settings=settings,
         manifest=manifest,
+        stamp=stamp,
         files=tuple(files),
         skipped=tuple(skipped),
         added=tuple(added),

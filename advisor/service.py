@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,7 +13,7 @@ from advisor.chat import Advisor
 from advisor.config import Settings
 from advisor.errors import AdvisorError, IndexCorrupt, StoreUnavailable
 from advisor.index import WAIT_SECONDS, BuildReport, Index, IndexStatus, build, index_status
-from advisor.manifest import MANIFEST, read_manifest
+from advisor.manifest import manifest_stamp, read_manifest
 from advisor.retrieve import Retriever
 from advisor.types import Answer
 
@@ -39,7 +38,7 @@ class AdvisorService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._stamp = self._manifest_stamp()
+        self._stamp = manifest_stamp(settings.index_dir)
         self._advisor = self._load()
         self._checked = time.monotonic()
         self._reload_lock = threading.Lock()
@@ -93,7 +92,7 @@ class AdvisorService:
         if not force and now - self._checked < CHECK_SECONDS:
             return self._advisor
         self._checked = now
-        stamp = self._manifest_stamp()
+        stamp = manifest_stamp(self.settings.index_dir)
         if stamp == self._stamp or (self._thread is not None and self._thread.is_alive()):
             return self._advisor
         if not self._reload_lock.acquire(blocking=force):
@@ -107,13 +106,6 @@ class AdvisorService:
         finally:
             self._reload_lock.release()
         return self._advisor
-
-    def _manifest_stamp(self) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.settings.index_dir / MANIFEST)
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size
 
     @property
     def index(self) -> Index:
@@ -155,7 +147,7 @@ class AdvisorService:
         started = time.perf_counter()
         try:
             report = build(self.settings, wait=WAIT_SECONDS)
-            stamp = self._manifest_stamp()
+            stamp = manifest_stamp(self.settings.index_dir)
             fresh = self._load()
         except AdvisorError as exc:
             log.warning("Rebuild failed: %s", exc)
