@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from advisor.evaluate import read_golden
 
     questions = [(i.question, list(i.history)) for i in read_golden(ROOT / "eval" / "devset.jsonl")]
-    server = None if args.url else _start_app()
+    server = None if args.url else start_app(tempfile.mkdtemp(prefix="advisor-load-index-"))
     url = args.url or server[1]
     try:
         results = _run(url, questions, args.users, args.seconds)
@@ -50,21 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary["errors"] == 0 else 1
 
 
-def _start_app() -> tuple[subprocess.Popen, str]:
+def start_app(index_dir: str, poll: float = 0.5, timeout: float = 240) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free 127.0.0.1 port with ``index_dir``, once it serves (bench/run.py times this too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    index = tempfile.mkdtemp(prefix="advisor-load-index-")
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index],
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index_dir],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -72,9 +71,9 @@ def _start_app() -> tuple[subprocess.Popen, str]:
         except OSError:
             if process.poll() is not None:
                 raise SystemExit("the app exited before serving") from None
-            time.sleep(0.5)
+            time.sleep(poll)
     process.kill()
-    raise SystemExit("the app did not start serving in 240 s")
+    raise SystemExit(f"the app did not start serving in {timeout:.0f} s")
 
 
 def _run(url: str, questions: list, users: int, seconds: float) -> list[tuple[str, float]]:

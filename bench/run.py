@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -252,32 +251,19 @@ def startup(quick: bool) -> list[dict]:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import gradio, sentence_transformers"], env=env, check=True)
     imports = time.perf_counter() - started
-    port = _free_port()
     index_dir = tempfile.mkdtemp(prefix="bench-index-")
     subprocess.run(
         [sys.executable, "-m", "advisor", "index", "--index", index_dir], env=env, check=True, capture_output=True
     )  # start-up is measured with the index built, as on every run but the first
+    from load import start_app  # bench/load.py, beside this script
+
     started = time.perf_counter()
-    app = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--index", index_dir],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    app, url = start_app(index_dir, poll=0.05)
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except OSError:
-                if app.poll() is not None or time.perf_counter() - started > 240:
-                    raise SystemExit("the app did not start") from None
-                time.sleep(0.05)
         serving = time.perf_counter() - started
         from gradio_client import Client
 
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(url, verbose=False)
         for question in ("What do juniors earn?", "Which skills do I need?", "And at the senior level?")[: 1 if quick else 3]:
             client.predict(question, api_name="/chat")
         status = Path(f"/proc/{app.pid}/status").read_text()
