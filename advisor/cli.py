@@ -322,7 +322,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     problems: list[str] = []
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report_markdown(path, items, scores, baseline, fingerprint(ours), store), encoding="utf-8")
+        args.report.write_text(report_markdown(_short(path), items, scores, baseline, fingerprint(ours), store), encoding="utf-8")
     if args.check:
         try:
             problems = below(scores, json.loads(thresholds_path.read_text()))

@@ -260,11 +260,11 @@ METRICS = {
 }
 
 
-def report_markdown(path: Path, items: Sequence[GoldenItem], ours: Scores, naive: Scores, fingerprint: str, store: str) -> str:
+def report_markdown(name: str, items: Sequence[GoldenItem], ours: Scores, naive: Scores, fingerprint: str, store: str) -> str:
     """The scores as a Markdown table, advisor beside the naive recipe, for docs/results/ (written by `eval --report`)."""
     counts = ", ".join(f"{sum(1 for i in items if i.kind == k)} {k.replace('_', '-')}" for k in KINDS)
     lines = [
-        f"Golden set `{_relative(path)}`: {len(items)} questions ({counts}). Vectors in {store}; "
+        f"Golden set `{name}`: {len(items)} questions ({counts}). Vectors in {store}; "
         f"retrieval fingerprint `{fingerprint}`. Written by `python -m advisor eval --report`.",
         "",
         "| metric | what it counts | advisor | naive recipe |",
@@ -277,10 +277,3 @@ def report_markdown(path: Path, items: Sequence[GoldenItem], ours: Scores, naive
         digits = 1 if name == "median_answer_words" else 3
         lines.append(f"| {name} | {METRICS.get(name, '')} | {value:.{digits}f} | {theirs[name]:.{digits}f} |")
     return "\n".join(lines) + "\n"
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
