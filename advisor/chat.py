@@ -16,7 +16,7 @@ from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
-from advisor.query import Query, content_words, lexicon_terms
+from advisor.query import Query, content_words, lexicon_terms, message_text, valid_text
 from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
 from advisor.statements import Unit
@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
 MAX_QUESTIONS = 4  # questions answered from one message
+# What is read of a chat history, which the browser or an API client sends with every message and so is
+# untrusted input of any size: the last messages only (a follow-up looks back three questions, an LLM six
+# messages), each cut to what an answerable message or one of this tool's answers can be.
+MAX_HISTORY_MESSAGES = 12
+MAX_ANSWER_CHARS = 8000
 BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for each of its questions
 
 # When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
@@ -150,7 +155,11 @@ class Advisor:
 
     def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = (), stream: bool = True) -> Iterator[Answer]:
         """Partial answers (kind "partial", growing text) while an LLM writes, then the final, checked answer."""
-        question = " ".join((question or "").split())
+        history = bound_history(history)
+        if len(question or "") > 2 * MAX_QUESTION_CHARS:
+            yield self._too_long(len(question))  # refused before any work on it, whatever its spacing
+            return
+        question = " ".join(valid_text(question or "").split())
         early = self._early(question)
         if early is not None:
             yield early
@@ -369,6 +378,14 @@ class Advisor:
 
         return share(unknown), share(missing)
 
+    @staticmethod
+    def _too_long(length: int) -> Answer:
+        return Answer(
+            f"That message is {length:,} characters long. Please keep it under "
+            f"{MAX_QUESTION_CHARS:,} characters: your background and up to {MAX_QUESTIONS} questions.",
+            kind="too_long",
+        )
+
     def _early(self, question: str) -> Answer | None:
         """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
         if not question:
@@ -378,11 +395,7 @@ class Advisor:
                 kind="empty",
             )
         if len(question) > MAX_QUESTION_CHARS:
-            return Answer(
-                f"That message is {len(question):,} characters long. Please keep it under "
-                f"{MAX_QUESTION_CHARS:,} characters: your background and up to {MAX_QUESTIONS} questions.",
-                kind="too_long",
-            )
+            return self._too_long(len(question))
         kind, _ = small_talk(question)
         if kind:
             return Answer(
@@ -483,6 +496,25 @@ def split_message(message: str) -> tuple[list[str], str]:
         return [message], ""
     background = _QUESTION.sub(" ", message)
     return questions, " ".join(background.split())
+
+
+def bound_history(history: Any) -> list[dict[str, str]]:
+    """The last ``MAX_HISTORY_MESSAGES`` user and assistant messages of a client-supplied chat history, as
+    {"role", "content"} strings cut to their limits; anything malformed is left out.
+
+    Each message is cut before any other work on it, so a history of any size costs the same.
+    """
+    if not isinstance(history, Sequence) or isinstance(history, (str, bytes)):
+        return []
+    kept: list[dict[str, str]] = []
+    for message in reversed(history):
+        if len(kept) == MAX_HISTORY_MESSAGES:
+            break
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            continue
+        limit = MAX_QUESTION_CHARS if message["role"] == "user" else MAX_ANSWER_CHARS
+        kept.append({"role": message["role"], "content": message_text(message.get("content"), limit)})
+    return kept[::-1]
 
 
 def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]) -> Sequence[dict[str, Any]]:

@@ -11,16 +11,18 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import TextIO
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
 
 from advisor import stores
 from advisor.config import PROJECT_ROOT, Settings, add_arguments, quiet_environment
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, IndexUnwritable
 from advisor.index import WAIT_SECONDS, BuildReport, IndexStatus, build, index_status
 from advisor.types import Answer, Hit
 
 DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
 THRESHOLDS = PROJECT_ROOT / "eval" / "thresholds.json"
+MAX_REQUEST_BYTES = 4 * 2**20  # one `ask --jsonl` line: a question and far more history than is read (chat.bound_history)
 # Which settings each command takes as flags (config.GROUPS); the rest still come from ADVISOR_* variables.
 COMMAND_SETTINGS = {
     "index": ("corpus", "store"),
@@ -133,8 +135,11 @@ def _log_to(stream: TextIO, level: int) -> None:
 
 def _serve(settings: Settings) -> int:
     """Bring the index up to date, load the model once, and serve the chat (blocks until stopped)."""
-    report = build(settings, progress=True, wait=WAIT_SECONDS)
-    print(format_report(report, settings), flush=True)
+    try:
+        report = build(settings, progress=True, wait=WAIT_SECONDS)
+        print(format_report(report, settings), flush=True)
+    except IndexUnwritable as exc:  # read-only or full: the index already there still serves
+        print(f"warning: {exc}; serving the index as it is", file=sys.stderr, flush=True)
     from advisor.service import AdvisorService
     from advisor.ui import launch
 
@@ -211,7 +216,11 @@ def _print_status(status: IndexStatus, out: TextIO) -> None:
 
 def _ready(settings: Settings) -> None:
     """Bring the index up to date before answering (a no-op, without loading the model, when it is)."""
-    report = build(settings, progress=True, wait=WAIT_SECONDS)
+    try:
+        report = build(settings, progress=True, wait=WAIT_SECONDS)
+    except IndexUnwritable as exc:  # read-only or full: the index already there still answers
+        print(f"warning: {exc}; answering from the index as it is", file=sys.stderr)
+        return
     if report.wrote:
         print(format_report(report, settings), file=sys.stderr)
 
@@ -266,20 +275,60 @@ def _ask_jsonl(settings: Settings) -> int:
 
     _ready(settings)
     advisor = Advisor(settings)
-    for number, line in enumerate(sys.stdin, start=1):
-        if not line.strip():
+    for number, line in enumerate(_request_lines(sys.stdin.buffer), start=1):
+        if isinstance(line, bytes) and not line.strip():
             continue
         try:
-            request = json.loads(line)
+            if isinstance(line, str):
+                raise ValueError(line)
+            request = json.loads(line.decode("utf-8"))
+            if not isinstance(request, dict):
+                raise TypeError("each line must be a JSON object")
             question, history = request["question"], request.get("history") or []
             if not isinstance(question, str) or not isinstance(history, list):
                 raise TypeError("'question' must be a string and 'history' a list")
             reply = advisor.ask(question, history).to_json()
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # One bad line gets an error reply in its place, so replies stay aligned with requests.
-            reply = {"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {exc!r}"}
-        print(json.dumps(reply, ensure_ascii=False), flush=True)
+            reply = {"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {_problem(exc)}"}
+        _print_json(reply)
     return 0
+
+
+def _request_lines(stream: BinaryIO) -> Iterator[bytes | str]:
+    """Each line of ``stream`` as bytes, or, for a line over MAX_REQUEST_BYTES, a message saying so (its bytes
+    are skipped unread, so one huge line costs no memory)."""
+    while True:
+        line = stream.readline(MAX_REQUEST_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_REQUEST_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := stream.readline(MAX_REQUEST_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield f"the line is over {MAX_REQUEST_BYTES // 2**20} MB; send the question and only the recent history"
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} at {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(exc, KeyError):
+        return f"missing {exc}"
+    return str(exc) if type(exc) is ValueError else repr(exc)
+
+
+def _print_json(reply: dict[str, object]) -> None:
+    """One JSON line on stdout, in plain Unicode where stdout's encoding can take it and \\u escapes where not
+    (a lone surrogate from a "\\ud800" in a request, a terminal set to ASCII)."""
+    line = json.dumps(reply, ensure_ascii=False)
+    try:
+        line.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        line = json.dumps(reply)
+    print(line, flush=True)
 
 
 def _eval(settings: Settings, args: argparse.Namespace) -> int:

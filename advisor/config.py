@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
@@ -21,6 +22,7 @@ QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENI
 
 # Which commands take which settings as flags (see add_arguments): every setting is also an ADVISOR_* variable.
 GROUPS = ("corpus", "store", "search", "llm", "serve")
+MAX_FILE_MB = 1024  # a corpus file over a GB is a mistake, not a document
 
 
 def _setting(env: str, group: str, help: str, flag: str = "", short: str = "") -> dict[str, str]:
@@ -143,12 +145,15 @@ class Settings:
                 f"ADVISOR_CHUNK_OVERLAP={self.chunk_overlap} must be at least 0 and under half of "
                 f"ADVISOR_CHUNK_TOKENS ({self.chunk_tokens}); default 24"
             )
-        if self.flat_max < 1:
-            raise ConfigError(f"ADVISOR_FLAT_MAX={self.flat_max} must be at least 1 (default 20000)")
-        if self.max_file_mb <= 0:
-            raise ConfigError(f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be positive (default 20)")
-        if self.top_k < 1:
-            raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be at least 1 (default 5)")
+        # Written "not lo <= x <= hi" so that NaN, which fails every comparison, fails these too.
+        if not 1 <= self.flat_max <= 10**9:
+            raise ConfigError(f"ADVISOR_FLAT_MAX={self.flat_max} must be 1..1000000000 (default 20000)")
+        if not 0 < self.max_file_mb <= MAX_FILE_MB:
+            raise ConfigError(
+                f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be a number of MB above 0 and at most {MAX_FILE_MB} (default 20)"
+            )
+        if not 1 <= self.top_k <= 100:
+            raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be 1..100 (default 5)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"ADVISOR_PORT={self.port} is not a TCP port (1..65535; default 7860)")
         if self.llm_base_url and not self.llm_model:
@@ -158,14 +163,16 @@ class Settings:
             )
         if self.llm_base_url and not self.llm_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"ADVISOR_LLM_BASE_URL={self.llm_base_url!r} must start with http:// or https://")
-        if self.llm_timeout <= 0:
-            raise ConfigError(f"ADVISOR_LLM_TIMEOUT={self.llm_timeout} must be positive (default 20 seconds)")
+        if not 0 < self.llm_timeout <= 600:
+            raise ConfigError(
+                f"ADVISOR_LLM_TIMEOUT={self.llm_timeout} must be a number of seconds above 0 and at most 600 (default 20)"
+            )
         if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
             raise ConfigError("ADVISOR_AUTH must be 'user:password' (both non-empty)")
-        if self.concurrency < 1 or self.queue_size < 1:
+        if not (1 <= self.concurrency <= 64 and 1 <= self.queue_size <= 10_000):
             raise ConfigError(
                 f"ADVISOR_CONCURRENCY={self.concurrency} and ADVISOR_QUEUE_SIZE={self.queue_size} "
-                "must be at least 1 (defaults 4 and 64)"
+                "must be 1..64 and 1..10000 (defaults 4 and 64)"
             )
         from advisor.stores import factory  # here, not at the top: the stores import numpy and faiss
 
@@ -228,7 +235,10 @@ def _convert(name: str, origin: str, value: Any, kind: Any) -> Any:
         if kind == "int":
             return int(value)
         if kind == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # float() takes "nan" and "inf"; no setting means either
+                raise ValueError(value)
+            return number
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{origin}={value!r} is not a valid {kind} for setting '{name}'") from None

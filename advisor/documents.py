@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from advisor.config import Settings
 from advisor.errors import AdvisorError, CorpusMissing
-from advisor.files import hash_file
-from advisor.load import FORMATS, SUPPORTED, scan_corpus
+from advisor.files import FileTooLarge, hash_file
+from advisor.load import FORMATS, SUPPORTED, printable, scan_corpus
 from advisor.types import Skipped
 
 if TYPE_CHECKING:  # the index module pulls in numpy and the vector stores; listing needs only its manifest
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the index module pulls in numpy and the vector stores; list
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 MAX_STEM_BYTES = 120  # leaves room for "-NNN" and the suffix under the usual 255-byte file-name limit
 MAX_CLASHES = 999  # name-2 … name-999, then refuse rather than probe forever
+# The size limit a listing applies when its caller gives none: the setting's default (ADVISOR_MAX_FILE_MB).
+DEFAULT_MAX_BYTES = int(Settings.max_file_mb * 2**20)
 
 
 class DocumentRefused(AdvisorError):
@@ -56,13 +58,17 @@ class DocumentInfo:
         return "not indexed yet"
 
 
-def list_documents(corpus_dir: Path, index: Index | None) -> tuple[list[DocumentInfo], list[Skipped]]:
+def list_documents(
+    corpus_dir: Path, index: Index | None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[DocumentInfo], list[Skipped]]:
     """The corpus's supported files (sorted by source name), and the files the scan will not read, with reasons.
 
-    ``index`` is the loaded index to compare with, or None when nothing has been built yet.
+    ``index`` is the loaded index to compare with, or None when nothing has been built yet. Files over
+    ``max_bytes`` (pass ``settings.max_file_bytes``) are listed as skipped without being read: the listing runs
+    on every page load.
     """
     root = _corpus_root(corpus_dir)
-    files, skipped = scan_corpus(root)
+    files, skipped = scan_corpus(root, max_bytes)
     documents = index.documents if index is not None else {}
     # Files the last build read but could not use, keyed by the bytes it saw: same bytes, same reason.
     failed = index.manifest.skipped if index is not None else {}
@@ -146,7 +152,7 @@ def add_document(corpus_dir: Path, filename: str, data_path: Path, max_bytes: in
             out.flush()
             os.fsync(out.fileno())
         _check_size(filename, copied, max_bytes)
-        return _claim_name(root, name, tmp, digest.hexdigest(), filename)
+        return _claim_name(root, name, tmp, digest.hexdigest(), copied, filename)
     except OSError as exc:
         raise DocumentRefused(
             f"'{filename}' could not be saved in {root} ({exc.strerror or exc}); check the folder's free space and permissions"
@@ -177,12 +183,12 @@ def remove_document(corpus_dir: Path, source: str) -> None:
             f"give a name as listed, e.g. '{root.name}/guide.md'"
         )
     path = root.joinpath(*parts)
-    if not path.parent.resolve().is_relative_to(root):
+    if not _resolved(path.parent).is_relative_to(root):
         raise DocumentRefused(f"{given!r} is in a folder that leads outside {root}; remove it by hand if it must go")
     if path.is_symlink():
-        if not path.resolve().is_relative_to(root):
+        if not _resolved(path).is_relative_to(root):  # a loop resolves to itself, inside: removing it is safe
             raise DocumentRefused(
-                f"{given!r} is a symlink to {os.readlink(path)}, outside {root}; remove it by hand if it must go"
+                f"{given!r} is a symlink to {printable(os.readlink(path))}, outside {root}; remove it by hand if it must go"
             )
     elif not path.exists():
         raise DocumentRefused(f"{given!r} does not exist in {root}; it may have been removed already (refresh the list)")
@@ -216,8 +222,13 @@ def uploads_blocked(settings: Settings) -> str | None:
 # --- helpers ------------------------------------------------------------------------------
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` with its symlinks resolved as far as they go; unlike ``Path.resolve`` it never raises on a loop."""
+    return Path(os.path.realpath(path))
+
+
 def _corpus_root(corpus_dir: Path) -> Path:
-    root = Path(corpus_dir).resolve()
+    root = _resolved(Path(corpus_dir))
     if not root.is_dir():
         raise CorpusMissing(
             f"corpus folder {root} does not exist; create it or point ADVISOR_CORPUS / --corpus at your documents"
@@ -243,15 +254,15 @@ def _human(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
 
 
-def _claim_name(root: Path, name: str, tmp: Path, sha256: str, filename: str) -> Path:
+def _claim_name(root: Path, name: str, tmp: Path, sha256: str, size: int, filename: str) -> Path:
     """Give the written temp file ``name``, or the first free ``stem-N.ext``; never replace an existing file."""
     stem, suffix = Path(name).stem, Path(name).suffix
     for n in range(1, MAX_CLASHES + 1):
         target = root / (name if n == 1 else f"{stem}-{n}{suffix}")
         # The name has no separators, so this only fails for a symlink already there; such a name is taken anyway.
-        if not target.resolve().is_relative_to(root):
+        if not _resolved(target).is_relative_to(root):
             continue
-        if target.is_file() and _same_bytes(target, sha256):
+        if _same_bytes(target, sha256, size):
             raise DocumentRefused(
                 f"'{filename}' is already in the corpus as {root.name}/{target.name} (same content); nothing was added"
             )
@@ -279,10 +290,15 @@ def _link_if_free(tmp: Path, target: Path) -> bool:
     return True
 
 
-def _same_bytes(path: Path, sha256: str) -> bool:
+def _same_bytes(path: Path, sha256: str, size: int) -> bool:
+    """Whether ``path`` is a regular file holding exactly the bytes hashed to ``sha256``, ``size`` long."""
     try:
-        return hash_file(path)[0] == sha256
-    except OSError:
+        info = os.stat(path)
+        # The size first, from the file system: a file of another size (a huge one) is never read, nor a pipe.
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+            return False
+        return hash_file(path, max_bytes=size)[0] == sha256
+    except (OSError, FileTooLarge):
         return False
 
 

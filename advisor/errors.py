@@ -37,6 +37,10 @@ class IndexBusy(AdvisorError):
     """Another process holds the build lock."""
 
 
+class IndexUnwritable(AdvisorError):
+    """The index folder cannot be written (read-only, full, no permission); the index there is left as it was."""
+
+
 class StoreUnavailable(AdvisorError):
     """The vector store (a Milvus server or file) cannot be reached or opened."""
 

@@ -19,7 +19,16 @@ import numpy as np
 
 from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
-from advisor.errors import REBUILD, AdvisorError, ConfigError, IndexBusy, IndexCorrupt, IndexMismatch, StoreUnavailable
+from advisor.errors import (
+    REBUILD,
+    AdvisorError,
+    ConfigError,
+    IndexBusy,
+    IndexCorrupt,
+    IndexMismatch,
+    IndexUnwritable,
+    StoreUnavailable,
+)
 from advisor.files import FileEntry, atomic_write, fsync_dir, remove_temp_files
 from advisor.load import CorpusFile, LoadError, load_document
 from advisor.manifest import (
@@ -262,12 +271,39 @@ def apply(build_plan: BuildPlan, *, embedder: Embedder | None = None, progress: 
     started = time.perf_counter()
     settings = build_plan.settings
     directory = settings.index_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    with _build_lock(directory, wait):
-        remove_temp_files(directory)
-        if manifest_stamp(directory) != build_plan.stamp:  # another build swapped an index in since
-            build_plan = plan(settings, full=build_plan.requested)
-        return _apply(build_plan, embedder, progress, started)
+    try:
+        _make_folder(directory)
+        with _build_lock(directory, wait):
+            remove_temp_files(directory)
+            if manifest_stamp(directory) != build_plan.stamp:  # another build swapped an index in since
+                build_plan = plan(settings, full=build_plan.requested)
+            return _apply(build_plan, embedder, progress, started)
+    except IndexUnwritable as exc:
+        if not _up_to_date(build_plan):
+            raise
+        # A read-only index folder (a shared mount, a container image) serves its index as it is.
+        log.warning("%s; the index there matches the corpus and is used as it is.", exc)
+        manifest = build_plan.manifest
+        assert manifest is not None
+        return BuildReport(
+            unchanged=build_plan.unchanged,
+            skipped=build_plan.skipped,
+            chunks_total=manifest.passages,
+            documents=len(manifest.documents),
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _up_to_date(p: BuildPlan) -> bool:
+    """Whether the index on disk already serves this plan's corpus and settings (nothing to embed or move)."""
+    return p.manifest is not None and not (p.unusable or p.full_rebuild or p.move or p.corpus_changed)
+
+
+def _make_folder(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexUnwritable(f"cannot create the index folder {directory} ({exc.strerror or exc})") from None
 
 
 def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: float) -> BuildReport:
@@ -474,6 +510,8 @@ def _build_lock(directory: Path, wait: float) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise IndexBusy(f"another index build is running (lock {path} is held); wait for it to finish and try again") from None
+    except OSError as exc:  # a read-only or full file system: nothing can be built here
+        raise IndexUnwritable(f"cannot write to the index folder {directory} ({exc.strerror or exc})") from None
     try:
         yield
     finally:
@@ -492,6 +530,36 @@ def _write(
 ) -> None:
     """Write a new generation beside the old one, then swap the manifest in as the single commit point."""
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    try:
+        manifest = _write_generation(directory, build_id, settings, embedder, store, chunks, documents, skipped, statements)
+    except (OSError, RuntimeError) as exc:  # a full disk, a read-only folder; faiss reports a failed write as RuntimeError
+        for path in directory.glob(f"*-{build_id}.*"):  # this generation's files, .tmp included; the old ones stay
+            path.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[-1][:160]
+        raise IndexUnwritable(
+            f"could not write the new index to {directory} ({reason}); the previous index is unchanged"
+        ) from None
+    fsync_dir(directory)
+    # Older generations go at once, so text removed from the corpus is gone from disk too; a reader
+    # that read the old manifest a moment ago finds its files missing and re-reads the new one.
+    keep = set(manifest.file_names())
+    for path in directory.iterdir():
+        if path.name.startswith(("vectors-", "chunks-", "statements-")) and path.is_file() and path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
+def _write_generation(
+    directory: Path,
+    build_id: str,
+    settings: Settings,
+    embedder: Embedder,
+    store: VectorStore,
+    chunks: list[Chunk],
+    documents: dict[str, DocumentEntry],
+    skipped: dict[str, SkippedEntry],
+    statements: StatementVectors,
+) -> Manifest:
+    """The generation's files, then its manifest (the commit point); returns the manifest written."""
     record, files = store.commit(directory, build_id)  # FAISS: a new vectors file; Milvus: a flush
     ordered = sorted(chunks, key=lambda c: (c.source, c.start, c.end))
     chunk_bytes = json.dumps(
@@ -515,13 +583,7 @@ def _write(
         skipped=skipped,
     )
     write_manifest(directory, manifest)
-    fsync_dir(directory)
-    # Older generations go at once, so text removed from the corpus is gone from disk too; a reader
-    # that read the old manifest a moment ago finds its files missing and re-reads the new one.
-    keep = set(manifest.file_names())
-    for path in directory.iterdir():
-        if path.name.startswith(("vectors-", "chunks-", "statements-")) and path.is_file() and path.name not in keep:
-            path.unlink(missing_ok=True)
+    return manifest
 
 
 def _tidy(store: VectorStore, stale: list[str], documents: dict[str, DocumentEntry]) -> None:

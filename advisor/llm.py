@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import nh3
 
 from advisor.query import message_text
 from advisor.types import Hit
+
+if TYPE_CHECKING:  # the HTTP client of openai (pydantic's httpx2, a fork of httpx) and its network layer
+    import httpcore2
+    import httpx2
+    import openai
 
 PASSAGES = 4  # passages given to the model
 HISTORY_TURNS = 6  # earlier messages given to the model
@@ -33,7 +41,16 @@ _MARKER = re.compile(r"\[(\d+)\]")
 _TARGET = r"\((?:[^()]|\([^()]*\))*\)"  # a link target, allowing one level of parentheses: (javascript:f(1))
 _IMAGE = re.compile(r"!\[[^\]]*\]" + _TARGET)
 _LINK = re.compile(r"\[([^\]]+)\]" + _TARGET)
-_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+# A reference-style link definition, "[7]: javascript:alert(1)" (its target may open the next line), whose target
+# is a URL; "[1]: Python" is text and stays. Markdown keeps a definition out of the text it shows.
+_DEFINITION = re.compile(
+    r"^ {0,3}\[[^\]\n]+\]:[ \t]*\n?[ \t]*(?:<[^>\n]*>|\S*[:/#]\S*)"
+    r"(?:[ \t]+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^)\n]*\)))?[ \t]*(?:\n|\Z)",
+    re.M,
+)
+# URLs that run code or carry a document, wherever they stand (a link target the patterns above miss, bare text).
+_SCRIPT_URL = re.compile(r"(?<![\w+.-])(?:javascript|vbscript|data)[ \t]*:(?=\S)\S*", re.I)
+_ROUNDS = 8  # clean-up passes before text that keeps changing (nested tricks) is given up
 
 
 class LLMError(Exception):
@@ -53,47 +70,73 @@ class LLMClient:
     """A chat-completions client for an OpenAI-compatible server, with a hard time limit per answer."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 20.0) -> None:
-        import httpx
+        import httpx2
         import openai
 
+        self.base_url = base_url
         self.model = model
+        self.api_key = api_key or "not-needed"
         self.timeout = timeout
-        self._errors = (openai.OpenAIError, httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError)
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or "not-needed",
-            max_retries=0,
-            timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
-        )
+        self._errors = (openai.OpenAIError, httpx2.HTTPError, ValueError, KeyError, TypeError, AttributeError)
+        self._ssl = httpx2.create_ssl_context()  # once: loading the CA bundle for each answer would cost time
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS) -> str:
-        """The whole reply at once; raises LLMError."""
+        """The whole reply at once; raises LLMError, also when it takes longer than ``timeout`` in all."""
+        http, client = self._connect(time.monotonic() + self.timeout)
         try:
-            reply = self._client.chat.completions.create(
+            reply = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=False
             )
             text = reply.choices[0].message.content
         except self._errors as exc:
             raise LLMError(_describe(exc)) from None
+        finally:
+            http.close()
         if not isinstance(text, str):
             raise LLMError("the server sent a reply without text")
         return text
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS) -> Iterator[str]:
-        """Text pieces as the server sends them; raises LLMError, also when the whole answer takes too long."""
-        deadline = time.monotonic() + self.timeout
+        """Text pieces as the server sends them; raises LLMError, also when the whole answer takes longer than
+        ``timeout``."""
+        http, client = self._connect(time.monotonic() + self.timeout)
         try:
-            chunks = self._client.chat.completions.create(
+            chunks = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True
             )
             for chunk in chunks:
-                if time.monotonic() > deadline:
-                    chunks.close()
-                    raise LLMError(f"no complete answer within {self.timeout:g} s")
                 if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except self._errors as exc:
             raise LLMError(_describe(exc)) from None
+        finally:
+            http.close()
+
+    def _connect(self, deadline: float) -> tuple[httpx2.Client, openai.OpenAI]:
+        """A client for one call whose every connect, TLS handshake, read and write ends by ``deadline``.
+
+        A timeout for each read alone lets a server that sends a keep-alive now and then (or trickles a token)
+        hold an answer for ever; ending each socket operation by one deadline bounds the call however the
+        server behaves. A new client per call, as its connections carry that call's deadline.
+        """
+        import httpx2
+        import openai
+
+        limit = httpx2.Timeout(self.timeout, connect=min(5.0, self.timeout))
+        http = openai.DefaultHttpxClient(verify=self._ssl, timeout=limit)  # proxies from the environment too
+        backend = _DeadlineBackend(deadline)
+        # httpx2 has no public hook for its network layer; each of its transports (the direct one and one per
+        # proxy) keeps an httpcore2 connection pool, which takes a network backend.
+        for transport in (http._transport, *http._mounts.values()):
+            if transport is None:
+                continue
+            pool = getattr(transport, "_pool", None)
+            if not hasattr(pool, "_network_backend"):
+                http.close()
+                raise RuntimeError("this httpx2 has no httpcore2 connection pool: the LLM time limit cannot be kept")
+            pool._network_backend = backend  # type: ignore[union-attr]
+        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=limit, http_client=http)
+        return http, client
 
 
 def answer_messages(question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit]) -> list[dict[str, str]]:
@@ -123,10 +166,12 @@ def condense_messages(question: str, history: Sequence[dict[str, Any]]) -> list[
 
 
 def check(text: str, passages: int) -> Checked:
-    """Remove markdown images, links' targets and raw HTML; drop [n] markers that name no given passage."""
-    text = _IMAGE.sub("", text)
-    text = _LINK.sub(r"\1", text)
-    text = _TAG.sub("", text)
+    """The model's text as plain text: no HTML, markdown images, link targets or link definitions, no script or
+    data URLs; [n] markers that name no given passage dropped.
+
+    Each removal can join what was around it into new markup ("<<script>script>"), so the passes repeat until
+    the text no longer changes; text still changing after ``_ROUNDS`` passes is dropped whole.
+    """
     removed = 0
     cited: list[int] = []
 
@@ -140,9 +185,20 @@ def check(text: str, passages: int) -> Checked:
         removed += 1
         return ""
 
-    text = _MARKER.sub(keep, text)
-    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
-    return Checked(text, tuple(cited), removed)
+    for _ in range(_ROUNDS):
+        before = text
+        text = _IMAGE.sub("", text)
+        text = _LINK.sub(r"\1", text)
+        text = _DEFINITION.sub("", text)
+        # nh3 (the Rust HTML sanitiser ammonia) parses as a browser does and drops every tag, autolink, comment
+        # and the content of <script> and <style>; unescaping its output gives plain text again ("a < b", "R&D").
+        text = html.unescape(nh3.clean(text, tags=set()))
+        text = _SCRIPT_URL.sub("", text)
+        text = _MARKER.sub(keep, text)
+        text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+        if text == before:
+            return Checked(text, tuple(cited), removed)
+    return Checked("", (), removed)
 
 
 def _data(text: str) -> str:
@@ -154,10 +210,73 @@ def _attribute(text: str) -> str:
     return text.replace('"', "'").replace("\n", " ")
 
 
+class _DeadlineBackend:
+    """An httpcore2 network backend whose connections end every operation by one deadline (time.monotonic())."""
+
+    def __init__(self, deadline: float) -> None:
+        import httpcore2
+
+        self.deadline = deadline
+        self._backend = httpcore2.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> _DeadlineStream:
+        left = _left(self.deadline, timeout, "ConnectTimeout")
+        return _DeadlineStream(self._backend.connect_tcp(host, port, left, local_address, socket_options), self.deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> _DeadlineStream:
+        left = _left(self.deadline, timeout, "ConnectTimeout")
+        return _DeadlineStream(self._backend.connect_unix_socket(path, left, socket_options), self.deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _DeadlineStream:
+    """An httpcore2 network stream whose reads, writes and TLS handshake each wait no later than the deadline."""
+
+    def __init__(self, stream: httpcore2.NetworkStream, deadline: float) -> None:
+        self._stream, self.deadline = stream, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(self.deadline, timeout, "ReadTimeout"))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(self.deadline, timeout, "WriteTimeout"))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> _DeadlineStream:
+        left = _left(self.deadline, timeout, "ConnectTimeout")
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left), self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def _left(deadline: float, timeout: float | None, error: str) -> float:
+    """The time an operation may wait: its own timeout, cut to what is left before the deadline; once that is
+    spent, raises httpcore2's ``error`` (which httpx2 and openai turn into their timeouts)."""
+    import httpcore2
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise getattr(httpcore2, error)("the time for the whole answer is up")
+    return left if timeout is None else min(timeout, left)
+
+
 def _describe(exc: BaseException) -> str:
+    import httpx2
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
         return "the server did not answer in time"
     if isinstance(exc, openai.APIConnectionError):
         return "the server could not be reached"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.blocks import first_heading
-from advisor.files import hash_file
+from advisor.files import FileTooLarge, file_kind, hash_file, read_blocks
 from advisor.types import Document, Page, Skipped
 
 # Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block): the index
@@ -32,49 +34,117 @@ class CorpusFile:
     path: Path
     sha256: str
     size: int
+    # For a symlink inside the corpus, the file it led to at scan time: that file is opened (without following
+    # symlinks), not the link, so a link repointed after the scan is not followed out of the corpus.
+    target: Path | None = None
 
 
-def scan_corpus(corpus_dir: Path) -> tuple[list[CorpusFile], list[Skipped]]:
+def scan_corpus(corpus_dir: Path, max_bytes: int | None = None) -> tuple[list[CorpusFile], list[Skipped]]:
     """List supported files under ``corpus_dir`` (sorted), and report the ones that will not be read.
 
-    Symlinks are followed only when they stay inside the corpus; hidden files and
-    editor backups are ignored silently.
+    Only regular files are opened: pipes, devices and sockets are reported from their ``lstat`` and never
+    opened (opening a named pipe waits for a writer forever). Symlinks are followed only when they lead to a
+    regular file inside the corpus; links to folders are not walked into. Names that are not valid UTF-8 are
+    reported, shown with replacement characters, since they cannot be written to the manifest or printed.
+    Files over ``max_bytes`` (None: no limit) are reported from their size alone, never read or hashed.
+    Hidden files and folders and editor backups are ignored silently.
     """
     root = corpus_dir.resolve()
     files: list[CorpusFile] = []
     skipped: list[Skipped] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+
+    def unreadable_folder(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else root
+        source = _source_name(root, folder) if folder != root else printable(root.name)
+        skipped.append(Skipped(source, f"folder cannot be read: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable_folder, followlinks=False):
+        here = Path(dirpath)
+        walk_into = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            path = here / name
+            if not _is_utf8(name):
+                skipped.append(Skipped(_source_name(root, path), "folder name is not valid UTF-8; rename it to be read"))
+            elif os.path.islink(path):
+                # Not walked into: a link to a folder can lead out of the corpus, or back into it forever.
+                skipped.append(Skipped(_source_name(root, path), f"symlink to the folder {_link_text(path)}; not followed"))
+            else:
+                walk_into.append(name)
+        dirnames[:] = walk_into
         for name in sorted(filenames):
             if name.startswith(".") or name.endswith("~"):
                 continue
-            path = Path(dirpath) / name
-            source = _source_name(root, path)
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                skipped.append(Skipped(source, f"symlink to {os.readlink(path)}, outside {root.name}/; not read"))
-                continue
-            if path.suffix.lower() not in FORMATS:
-                skipped.append(Skipped(source, f"unsupported file type '{path.suffix or name}' (supported: {SUPPORTED})"))
-                continue
-            try:
-                sha, size = hash_file(path)
-            except OSError as exc:
-                skipped.append(Skipped(source, f"cannot be read: {exc.strerror or exc}"))
-                continue
-            files.append(CorpusFile(source, path, sha, size))
+            found = _scan_file(root, here / name, max_bytes)
+            (files if isinstance(found, CorpusFile) else skipped).append(found)
     return files, skipped
+
+
+def printable(name: str) -> str:
+    """``name`` with any bytes that are not UTF-8 (kept by Python as lone surrogates) shown as U+FFFD.
+
+    Such a string cannot be encoded to UTF-8, so it would stop JSON writing, logging and printing.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    """The reason a file of ``size`` bytes is not read under the limit ``max_bytes``."""
+    return f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; split it or raise ADVISOR_MAX_FILE_MB"
+
+
+def _scan_file(root: Path, path: Path, max_bytes: int | None) -> CorpusFile | Skipped:
+    """One entry of a corpus folder as a CorpusFile (hashed), or a Skipped with the reason it is not read."""
+    source = _source_name(root, path)
+    if not _is_utf8(path.name):
+        return Skipped(source, "file name is not valid UTF-8; rename it to be read")
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return Skipped(source, f"cannot be read: {exc.strerror or exc}")
+    target: Path | None = None
+    if stat.S_ISLNK(info.st_mode):
+        link = _link_text(path)
+        try:
+            # strict: a loop (a -> b -> a) or a missing target is an OSError, never an endless resolve.
+            target = Path(os.path.realpath(path, strict=True))
+        except OSError as exc:
+            return Skipped(source, f"symlink to {link} cannot be followed ({exc.strerror or exc}); not read")
+        if not target.is_relative_to(root):
+            return Skipped(source, f"symlink to {link}, outside {printable(root.name)}/; not read")
+        try:
+            info = os.stat(target)
+        except OSError as exc:
+            return Skipped(source, f"cannot be read: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        return Skipped(source, f"not a regular file ({file_kind(info.st_mode)}); not read")
+    if path.suffix.lower() not in FORMATS:
+        return Skipped(source, f"unsupported file type '{path.suffix or path.name}' (supported: {SUPPORTED})")
+    if max_bytes is not None and info.st_size > max_bytes:
+        return Skipped(source, too_large(info.st_size, max_bytes))  # refused by its size, without reading it
+    try:
+        sha, size = hash_file(target or path, max_bytes=max_bytes, follow_symlinks=False)
+    except FileTooLarge as exc:  # it grew since the lstat
+        return Skipped(source, too_large(exc.size, exc.max_bytes))
+    except OSError as exc:
+        return Skipped(source, f"cannot be read: {exc.strerror or exc}")
+    return CorpusFile(source, path, sha, size, target)
 
 
 def load_document(file: CorpusFile, max_bytes: int) -> Document:
     """Read and decode one corpus file; raise LoadError with the reason when it cannot be used."""
     if file.size > max_bytes:
-        raise LoadError(
-            f"file is {file.size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; "
-            "split it or raise ADVISOR_MAX_FILE_MB"
-        )
+        raise LoadError(too_large(file.size, max_bytes))
     try:
-        raw = file.path.read_bytes()
+        # Opened as the scan saw it: a regular file, not through a symlink, and never blocking on a pipe that
+        # took its place since.
+        raw = b"".join(read_blocks(file.target or file.path, max_bytes=max_bytes, follow_symlinks=False))
+    except FileTooLarge as exc:
+        raise LoadError(too_large(exc.size, max_bytes)) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LoadError("replaced by a symlink since the corpus was scanned; not read") from None
         raise LoadError(f"cannot be read: {exc.strerror or exc}") from None
     sha = hashlib.sha256(raw).hexdigest()  # of what was read, in case the file changed since the scan
     if not raw.strip():
@@ -143,7 +213,22 @@ def _title_from_name(path: Path) -> str:
 
 
 def _source_name(root: Path, path: Path) -> str:
-    return f"{root.name}/{path.relative_to(root).as_posix()}"
+    return printable(f"{root.name}/{path.relative_to(root).as_posix()}")
+
+
+def _link_text(path: Path) -> str:
+    try:
+        return printable(os.readlink(path))
+    except OSError:  # replaced since it was listed
+        return "?"
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- HTML -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from advisor.config import Settings
 from advisor.errors import REBUILD, CorpusMissing, IndexCorrupt, IndexMismatch, IndexMissing
@@ -49,14 +50,19 @@ class BuildPlan:
 
 
 def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
-    """Decide what a build of ``settings.corpus_dir`` into ``settings.index_dir`` must do (hashes the corpus)."""
+    """Decide what a build of ``settings.corpus_dir`` into ``settings.index_dir`` must do (hashes the corpus).
+
+    Odd entries in the corpus (pipes, symlink loops, names that are not UTF-8, files over the size limit) are
+    in ``skipped`` with their reasons; none of them stops the plan.
+    """
     corpus, directory = settings.corpus_dir, settings.index_dir
     if not corpus.is_dir():
         raise CorpusMissing(
             f"corpus folder {corpus} does not exist; create it and add .txt, .md, .html or .pdf files, "
             "or point ADVISOR_CORPUS / --corpus at your documents"
         )
-    files, skipped = scan_corpus(corpus)
+    # Files over the size limit are skipped by their size here, never read or hashed.
+    files, skipped = scan_corpus(corpus, settings.max_file_bytes)
     manifest: Manifest | None = None
     unusable = mismatch = move = None
     stamp = manifest_stamp(directory)
@@ -68,8 +74,12 @@ def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
         unusable = str(exc)
     if manifest is not None:
         missing = [name for name in manifest.file_names() if not (directory / name).is_file()]
+        # Sizes only: cheap enough for every status check; the checksums are verified when the index is opened.
+        resized = [e.name for e in manifest.files.values() if e.name not in missing and _size(directory / e.name) != e.bytes]
         if missing:
             unusable = f"index files missing from {directory}: {', '.join(missing)}; {REBUILD}"
+        elif resized:
+            unusable = f"index files in {directory} are not the size the manifest says: {', '.join(resized)}; {REBUILD}"
         mismatch = embedding_mismatch(manifest, settings)
         move = store_mismatch(manifest.store, settings)
     why = "a full rebuild was requested" if full else mismatch
@@ -134,3 +144,10 @@ def embedding_mismatch(manifest: Manifest, settings: Settings) -> str | None:
         diffs = ", ".join(f"{k} {old.get(k)} → {new[k]}" for k in new if old.get(k) != new[k])
         return f"the splitter settings changed ({diffs})"
     return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +27,7 @@ _REFERRING = re.compile(
 )
 SHORT = 4  # content words: at most this many, a question with a pronoun refers back
 TERSE = 2  # content words: at most this many, a question in a conversation continues it
+MAX_PARTS = 32  # text blocks read from one message's content
 # How much each kind of query word counts in BM25 and in judging coverage: the user's own words most,
 # the corpus's synonyms of them less, an earlier question's words (in a follow-up) least.
 OWN_WEIGHT, SYNONYM_WEIGHT, HISTORY_WEIGHT = 1.0, 0.6, 0.5
@@ -45,15 +47,35 @@ class Query:
     previous_answer: str = ""  # the assistant's last reply, in a follow-up (its passages are the likely topic)
 
 
-def message_text(content: Any) -> str:
-    """Text of a chat message's content: a string, or a list of {"type": "text", "text": ...} blocks."""
+def message_text(content: Any, limit: int | None = None) -> str:
+    """Text of a chat message's content: a string, or a list of text blocks ({"type": "text", "text": ...}) one
+    level deep, as chat clients send them; at most ``limit`` characters, cut before any other work on them."""
+    limit = sys.maxsize if limit is None else limit
     if isinstance(content, str):
-        return content
+        return valid_text(content[:limit])
     if isinstance(content, dict):
-        return str(content.get("text") or content.get("content") or "")
-    if isinstance(content, Sequence):
-        return " ".join(message_text(part) for part in content)
-    return ""
+        text = content.get("text") or content.get("content")
+        return valid_text(text[:limit]) if isinstance(text, str) else ""
+    if not isinstance(content, Sequence) or isinstance(content, bytes):
+        return ""
+    parts: list[str] = []
+    size = 0
+    for part in content[:MAX_PARTS]:
+        text = message_text(part, limit - size) if isinstance(part, (str, dict)) else ""  # no deeper than one list
+        parts.append(text)
+        size += len(text) + 1
+        if size >= limit:
+            break
+    return " ".join(parts)[:limit]
+
+
+def valid_text(text: str) -> str:
+    """``text`` with any lone surrogate (JSON allows "\\ud800", no encoder does) replaced by "?"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 # --- lexicon ----------------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 
 from advisor import render
-from advisor.chat import MAX_QUESTION_CHARS
+from advisor.chat import MAX_ANSWER_CHARS, MAX_HISTORY_MESSAGES, MAX_QUESTION_CHARS, bound_history
 from advisor.documents import add_document, list_documents, remove_document, uploads_blocked
 from advisor.errors import AdvisorError
 from advisor.feedback import record_vote
@@ -90,6 +90,15 @@ class _ChatInterface(gr.ChatInterface):
     def _clear_and_save_textbox(self, message: Any) -> tuple[Any, Any]:
         return type(self.textbox)("", interactive=False, placeholder=self.textbox.placeholder), message
 
+    def _append_message_to_history(
+        self, message: Any, history: list[Any], role: Literal["user", "assistant"] = "user"
+    ) -> list[Any]:
+        # The conversation is kept in the session's state: an over-long message sent through the API (the page
+        # refuses it before sending) is answered "too long" and kept only to the limit, not held whole for good.
+        if role == "user" and isinstance(message, str) and len(message) > MAX_QUESTION_CHARS:
+            message = message[:MAX_QUESTION_CHARS] + "…"
+        return super()._append_message_to_history(message, history, role)
+
 
 class ChatUI:
     """Builds the page and answers its events; one instance serves every browser session."""
@@ -105,13 +114,12 @@ class ChatUI:
         """Answer one message, streaming the text; the final message carries its own sources block.
 
         Document text is escaped for the browser (a "<script>" quoted from a document shows as text); API
-        clients (gradio_client marks its calls) get the plain answer.
+        clients get the plain answer with its [n] markers.
         """
-        api = bool(request and request.headers.get("x-gradio-user") == "api")
-        history = _as_said(history)
+        api = _from_api(request)
         answer, streamed = Answer(""), False
         try:
-            for answer in self.service.ask_stream(message_text(message), history):
+            for answer in self.service.ask_stream(message_text(message), _as_said(history)):
                 if answer.kind == "partial":  # an LLM writing: its tokens as they come
                     streamed = True
                     yield answer.text if api else render.answer_markdown(answer.text, links=False)
@@ -153,8 +161,9 @@ class ChatUI:
         """Record a like or dislike with the question, the conversation before it, the answer and its sources."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         text = message_text(history[index].get("content")) if 0 <= index < len(history) else message_text(data.value)
-        answer = self._recall(text) or Answer(render.plain_text(text), kind="unknown")
-        before = _as_said(history[:index])
+        # An answer this page showed is recalled whole; any other text is the client's, kept only to its limit.
+        answer = self._recall(text) or Answer(render.plain_text(text[:MAX_ANSWER_CHARS]), kind="unknown")
+        before = _as_said(history[max(0, index - MAX_HISTORY_MESSAGES) : index])
         question_at = next((i for i in range(len(before) - 1, -1, -1) if before[i].get("role") == "user"), None)
         question = message_text(before[question_at].get("content")) if question_at is not None else ""
         earlier = before[:question_at] if question_at is not None else before
@@ -208,7 +217,7 @@ class ChatUI:
         settings = self.service.settings
         index = self.service.index
         try:
-            rows, skipped = list_documents(settings.corpus_dir, index)
+            rows, skipped = list_documents(settings.corpus_dir, index, settings.max_file_bytes)
         except AdvisorError as exc:
             return f"<p>{html.escape(str(exc))}</p>", gr.update(choices=[]), ""
         titles = render.source_titles({row.source: row.title for row in rows})
@@ -416,9 +425,20 @@ def launch(service: AdvisorService) -> None:
     )
 
 
-def _as_said(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The chat history as the conversation went, without what the page added to answers (see render.plain_text)."""
-    return [{"role": m.get("role"), "content": render.plain_text(message_text(m.get("content")))} for m in history]
+def _from_api(request: gr.Request | None) -> bool:
+    """Whether a chat request came from an API client rather than the page: gradio_client marks its calls, and
+    raw HTTP goes through the /call/ route (the page joins the queue)."""
+    if request is None:
+        return False
+    headers = request.headers or {}
+    url = str(getattr(request, "url", "") or "")
+    return headers.get("x-gradio-user") == "api" or "/gradio_api/call/" in url
+
+
+def _as_said(history: Any) -> list[dict[str, Any]]:
+    """The chat history as the conversation went, without what the page added to answers (see render.plain_text);
+    only its last messages, each cut to its limit (see chat.bound_history) before any work on them."""
+    return [{"role": m["role"], "content": render.plain_text(m["content"])} for m in bound_history(history)]
 
 
 def _day(built_at: str) -> str:

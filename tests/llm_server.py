@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -10,6 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CONDENSED = "What is the average salary of a senior level machine learning engineer?"
 SLOW_SECONDS = 3.0
+DRIP_SECONDS = 0.3  # between the keep-alives or tokens of the servers that never finish
+# Models whose server never finishes an answer: "keep-alive" sends only SSE comments (which the client never
+# sees as chunks), "trickle" a token at a time, "hang" accepts the request and sends nothing; each until the
+# client hangs up. Asked for a whole reply, "keep-alive" and "trickle" send spaces before a JSON body never sent.
+ENDLESS = ("keep-alive", "trickle", "hang")
 
 
 def reply_text(model: str, messages: list[dict]) -> str:
@@ -23,6 +29,8 @@ def reply_text(model: str, messages: list[dict]) -> str:
         "bad-cite": f"The documents say {line('1')} [1], and also something else [9].",
         "no-cite": "Machine learning engineers earn a lot of money everywhere.",
         "unsafe": "<script>alert(1)</script>Look ![x](http://remote.invalid/a.png) at [this](javascript:alert(2)) [1].",
+        "nested": "Pay <<script>script>alert(1)<</script>/script> <<img src=x>img onerror=alert(1)> is high [1].\n"
+        "[7]: javascript:alert(1)\nSee <javascript:alert(3)>.",
     }.get(model, f"According to the documents, {line('1')} [1].")
 
 
@@ -33,6 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = body["model"]
         if model == "slow":
             time.sleep(SLOW_SECONDS)
+        if model in ENDLESS:
+            self._endless(model, bool(body.get("stream")))
+            return
         if model == "error":
             self._send(500, "application/json", json.dumps({"error": {"message": "boom", "type": "server_error"}}))
             return
@@ -63,14 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"data: {not json at all\n\n")
         else:
             for piece in re.findall(r"\S+\s*", text):
-                chunk = {
-                    "id": "cmpl-1",
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-                }
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(_chunk(model, piece))
                 self.wfile.flush()
             end = {
                 "id": "cmpl-1",
@@ -83,6 +87,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
+    def _endless(self, model: str, stream: bool) -> None:
+        """Hold the request open, sending what ``model`` sends, until the client closes the connection."""
+        if model == "hang":
+            self.connection.recv(1)  # returns when the client hangs up: the request was read whole
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+        self.end_headers()
+        try:
+            for n in itertools.count():
+                if not stream:
+                    piece = b" "  # JSON allows leading white space: a keep-alive some servers send
+                elif model == "trickle":
+                    piece = _chunk(model, f"word{n} ")
+                else:
+                    piece = b": keep-alive\n\n"
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
+        except OSError:
+            pass  # the client hung up, as it should
+
     def _send(self, status: int, kind: str, text: str) -> None:
         data = text.encode()
         self.send_response(status)
@@ -93,6 +119,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def _chunk(model: str, content: str) -> bytes:
+    """One server-sent event with a piece of the answer."""
+    chunk = {
+        "id": "cmpl-1",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
 class FakeLLMServer:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -84,6 +85,34 @@ def test_chat_api_answers_with_markers_and_keeps_history_per_client(server):
     assert "Please type a question" in client.predict("   ", api_name="/chat")
     too_long = client.predict("salary " * 700, api_name="/chat")  # 4,900 characters: over 4,000
     assert "characters long" in too_long
+
+
+def test_raw_http_api_returns_plain_text_like_gradio_client(server):
+    # The curl example on Gradio's API page: POST the question, then read the event stream for the result.
+    request = urllib.request.Request(
+        server.url + "gradio_api/call/chat",
+        data=json.dumps({"data": ["What skills do ML engineers need?"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        event = json.loads(reply.read())["event_id"]
+    with urllib.request.urlopen(f"{server.url}gradio_api/call/chat/{event}", timeout=60) as reply:
+        stream = reply.read().decode()
+    data = stream.split("event: complete\ndata: ", 1)[1].splitlines()[0]
+    answer = json.loads(data)[0]
+    assert "[1]" in answer and "&" in answer  # "Computer science & programming", not "&amp;" (it was escaped)
+    assert "&amp;" not in answer and "<" not in answer and "](#" not in answer
+
+
+def test_a_ten_megabyte_message_is_refused_and_leaves_the_conversation_usable(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    assert "$85,000" in client.predict("What do juniors earn?", api_name="/chat")
+    assert "characters long" in client.predict("salary " * 1_500_000, api_name="/chat")  # 10.5 MB, kept in the session
+    # The next follow-ups read only the history's last messages, each cut to its limit (they took ~40 s each)
+    assert "$170,000" in client.predict("What do seniors earn?", api_name="/chat")
+    assert "$120,000" in client.predict("And mid-level?", api_name="/chat")
 
 
 def test_files_are_not_served_and_huge_messages_are_refused(server):

@@ -113,6 +113,39 @@ def test_ask_jsonl_contract_round_trip(seed_settings):
     assert thanks["grounded"] is False and thanks["sources"] == []
 
 
+def test_ask_jsonl_answers_every_line_after_hostile_ones(seed_settings):
+    """Each bad line gets its own error reply and the lines after it are still answered; a huge line is
+    skipped without being held in memory."""
+    ok = json.dumps({"question": "How much does a mid-level ML engineer make?"}).encode()
+    lines = [
+        b"[" * 100_000 + b"]" * 100_000,  # RecursionError in json, which once ended the run
+        b'{"question": "bad \xff byte"}',  # not UTF-8, under PYTHONIOENCODING=utf-8
+        b'{"question": "' + b"salary " * 1_000_000 + b'"}',  # 7 MB: over the line limit
+        b'{"question": "What skills do ML engineers need \\ud800"}',  # a lone surrogate, valid JSON
+        b"42",
+        ok,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
+    env |= {"PYTHONPATH": str(PROJECT_ROOT), "PYTHONIOENCODING": "utf-8"}
+    paths = ["--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir)]
+    result = subprocess.run(
+        [sys.executable, "-m", "advisor", "ask", "--jsonl", *paths],
+        input=b"\n".join(lines) + b"\n",
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    nested, undecodable, huge, surrogate, number, answered = (json.loads(line) for line in result.stdout.splitlines())
+    assert nested["error"] == "line 1: the JSON is nested too deeply"
+    assert undecodable["error"] == "line 2: not UTF-8 (byte 0xff at 18)"
+    assert huge["error"].startswith("line 3: the line is over 4 MB")
+    assert surrogate["grounded"] and "error" not in surrogate
+    assert number["error"] == "line 5: TypeError('each line must be a JSON object')"
+    assert answered["grounded"] and "$120,000" in answered["answer"]
+
+
 def test_ask_prints_the_answer_and_its_sources(seed_settings):
     result = run(
         "-m",

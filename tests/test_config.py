@@ -32,6 +32,32 @@ def test_a_bad_value_names_the_variable():
         Settings.load(env={}, colour="blue")
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ADVISOR_MAX_FILE_MB", "nan"),  # once passed validation and wrote an empty index
+        ("ADVISOR_MAX_FILE_MB", "inf"),
+        ("ADVISOR_MAX_FILE_MB", "-1"),
+        ("ADVISOR_MAX_FILE_MB", "0"),
+        ("ADVISOR_LLM_TIMEOUT", "NaN"),
+        ("ADVISOR_LLM_TIMEOUT", "infinity"),
+        ("ADVISOR_LLM_TIMEOUT", "-5"),
+        ("ADVISOR_TOP_K", "0"),
+        ("ADVISOR_FLAT_MAX", "-3"),
+        ("ADVISOR_CONCURRENCY", "0"),
+        ("ADVISOR_QUEUE_SIZE", "100000000"),
+    ],
+)
+def test_non_finite_negative_and_out_of_range_numbers_are_refused_by_name(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        Settings.load(env={variable: value})
+
+
+def test_settings_made_directly_are_validated_for_nan_too():
+    with pytest.raises(ConfigError, match="ADVISOR_MAX_FILE_MB=nan"):
+        Settings(max_file_mb=float("nan")).validate()
+
+
 def test_the_vector_store_setting_names_faiss_a_milvus_server_or_a_milvus_lite_file(tmp_path, monkeypatch):
     from advisor.stores.factory import kind_for
     from advisor.stores.faiss import FaissStore

@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from advisor.documents import (
 from advisor.errors import AdvisorError, CorpusMissing
 from advisor.index import Index, build
 from advisor.load import scan_corpus
+from test_load import add_odd_entries, finishes
 
 MB = 2**20
 NOTES = b"# Interview notes\n\nBring questions about the team's on-call rota.\n"
@@ -255,3 +257,25 @@ def test_listing_against_a_built_index(corpus, make_settings, embedder, upload):
     assert not empty.indexed and empty.problem == "empty file" and empty.status == "not indexed: empty file"
     assert rows["corpus/binary-data.txt"].problem.startswith("binary content")
     assert [s.source for s in skipped] == ["corpus/slides.pptx"]
+
+
+def test_listing_reports_odd_entries_without_opening_or_hashing_them(folder):
+    (folder / "guide.md").write_bytes(NOTES)
+    expected = add_odd_entries(folder)
+    started = time.monotonic()
+    documents, skipped = finishes(lambda: list_documents(folder, None), pipes=[folder / "pipe.txt"])
+    assert time.monotonic() - started < 1  # the default size limit applies: the 4 GB file is not hashed
+    assert [d.source for d in documents] == ["corpus/guide.md"]
+    assert sorted(s.source for s in skipped) == sorted(expected)
+
+
+def test_uploads_and_removals_get_past_loops_pipes_and_huge_files(folder, upload):
+    os.symlink("notes.md", folder / "notes.md")  # loops onto itself
+    os.mkfifo(folder / "notes-2.md")
+    with open(folder / "notes-3.md", "wb") as handle:
+        handle.truncate(4 * 2**30)  # a clash compared by its size, never hashed
+    started = time.monotonic()
+    path = finishes(lambda: add_document(folder, "notes.md", upload(), max_bytes=MB), pipes=[folder / "notes-2.md"])
+    assert path.name == "notes-4.md" and path.read_bytes() == NOTES and time.monotonic() - started < 1
+    remove_document(folder, "corpus/notes.md")  # the loop itself goes; it leads nowhere
+    assert not os.path.lexists(folder / "notes.md")

@@ -10,7 +10,7 @@ import pytest
 from filelock import FileLock
 
 from advisor.config import PROJECT_ROOT
-from advisor.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing
+from advisor.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexMissing, IndexUnwritable
 from advisor.index import Index, build, index_status
 from advisor.manifest import MANIFEST, read_manifest
 from advisor.load import load_document, scan_corpus
@@ -178,9 +178,12 @@ def test_failure_before_the_manifest_swap_keeps_the_old_index(corpus, make_setti
         real(path, data)
 
     monkeypatch.setattr(manifest_module, "atomic_write", fail_on_manifest)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(
+        IndexUnwritable, match="could not write the new index .* \\(disk full\\); the previous index is unchanged"
+    ):
         build(settings, embedder=embedder)
     assert set(Index.load(settings.index_dir).chunks) == old_ids
+    assert len(generation_files(settings.index_dir)) == 2  # the failed build's files went at once
     monkeypatch.undo()
     report = build(settings, embedder=embedder)
     assert report.added == ("corpus/quokka.txt",)

@@ -2,18 +2,21 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
 from advisor.chat import Advisor
 from advisor.config import PROJECT_ROOT, ConfigError, Settings
-from advisor.llm import SYSTEM, answer_messages, check
+from advisor.llm import SYSTEM, Checked, LLMClient, LLMError, answer_messages, check
 from advisor.retrieve import Retriever
-from llm_server import CONDENSED, SLOW_SECONDS, FakeLLMServer
+from llm_server import CONDENSED, ENDLESS, SLOW_SECONDS, FakeLLMServer
 
 SALARY = "What is the average salary for a mid-level machine learning engineer?"
 
@@ -33,11 +36,60 @@ def advisor_for(seed_settings, retriever, url, model, timeout=10.0):
     return Advisor(replace(seed_settings, llm_base_url=url, llm_model=model, llm_timeout=timeout), retriever=retriever)
 
 
+def timed(call: Callable[[], object], limit: float = 15.0) -> tuple[object, float]:
+    """What ``call`` returned or raised, and its seconds; run in a thread so a call that never ends fails the test
+    after ``limit`` seconds instead of hanging the run."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            outcome["result"] = call()
+        except Exception as exc:  # the outcome under test
+            outcome["result"] = exc
+        outcome["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(limit)
+    assert not worker.is_alive(), f"the call was still running after {limit:g} s"
+    return outcome["result"], outcome["seconds"]  # type: ignore[return-value]
+
+
 def test_check_keeps_valid_markers_and_drops_the_rest():
     checked = check("Pay is high [1]. Also [3] and [0]. <b>Bold</b> ![i](http://x/y.png) [link](javascript:alert(1))", 2)
     assert checked.cited == (1,) and checked.removed == 2
     assert checked.text == "Pay is high [1]. Also and. Bold link"
     assert check("No citations here.", 3).cited == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<<script>script>alert(1)<</script>/script> Pay is high [1].",  # a tag formed again by removing one
+        "<<img src=x>img onerror=alert(1)> Pay is high [1].",
+        "Pay is high [1].\n[7]: javascript:alert(1)",  # a reference-style link definition
+        "Pay is high [1].\n[7]:\n  <javascript:alert(1)> 'title'",
+        "See <javascript:alert(1)>Pay is high [1].",  # an autolink
+        "&lt;script&gt;alert(1)&lt;/script&gt;Pay is high [1].",  # entities that unescape to a tag
+        "<[9]script>alert(1)<[9]/script>Pay is high [1].",  # removing an invalid marker joins a tag
+        "data:text/html,alert(1) vbscript:alert(1) JavaScript:alert(1) Pay is high [1].",
+    ],
+)
+def test_check_leaves_no_markup_or_script_url(text):
+    checked = check(text, 2)
+    assert checked.text.endswith("Pay is high [1].") and checked.cited == (1,)
+    assert "alert" not in checked.text and not re.search(r"<[a-zA-Z/!?]|\]:", checked.text)
+
+
+def test_check_keeps_ordinary_text():
+    text = (
+        "Pay rose 5% [1]: a < b, 5 > 3, R&D, C++, AT&T, <3 and \"quotes\" or 'apostrophes'.\n"
+        "Big data: it grows [2].\n[1]: Python\n- SQL"
+    )
+    assert check(text, 2).text == text
+    assert check("Pay [1]. " + "<" * 5 + "img>" * 5 + "x", 2).text == "Pay [1]. x"  # peeled a tag a pass
+    assert check("Pay [1]. " + "<" * 12 + "img>" * 12 + "x", 2) == Checked("", (), 0)  # too deep: dropped whole
 
 
 def test_passages_go_to_the_model_as_delimited_data(retriever):
@@ -87,6 +139,31 @@ def test_markup_in_model_output_is_not_passed_on(seed_settings, retriever, llm_s
     answer = advisor_for(seed_settings, retriever, llm_server.url, "unsafe").ask(SALARY)
     assert "<script>" not in answer.text and "![x]" not in answer.text and "javascript:" not in answer.text
     assert "[1]" in answer.text
+
+
+def test_nested_markup_in_model_output_is_not_passed_on(seed_settings, retriever, llm_server):
+    advisor = advisor_for(seed_settings, retriever, llm_server.url, "nested")
+    for answer in (advisor.ask(SALARY), list(advisor.ask_stream(SALARY))[-1]):
+        for text in (answer.text, answer.to_json()["answer"]):  # the CLI prints the one, --jsonl and the API the other
+            assert "alert" not in text and "<" not in text and "[7]" not in text
+        assert answer.text == "Pay is high [1].\nSee." and answer.grounded
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+@pytest.mark.parametrize("model", ENDLESS)
+def test_one_time_limit_holds_for_the_whole_answer(llm_server, model, streamed):
+    client = LLMClient(llm_server.url, model, timeout=2.0)
+    messages = [{"role": "user", "content": "Hi"}]
+    error, seconds = timed((lambda: list(client.stream(messages))) if streamed else (lambda: client.complete(messages)))
+    assert isinstance(error, LLMError) and "did not answer in time" in str(error)
+    assert 1.9 < seconds < 3.0
+
+
+def test_a_server_that_never_finishes_falls_back_in_time(seed_settings, retriever, llm_server):
+    advisor = advisor_for(seed_settings, retriever, llm_server.url, "trickle", timeout=1.0)
+    answers, seconds = timed(lambda: list(advisor.ask_stream(SALARY)))
+    assert seconds < 2.0 and any(a.kind == "partial" and "word0" in a.text for a in answers)  # type: ignore[union-attr]
+    assert answers[-1].grounded and "did not answer in time" in answers[-1].note  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

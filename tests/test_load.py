@@ -1,12 +1,21 @@
+import json
 import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
+from advisor.files import FileTooLarge, NotRegularFile, hash_file
 from advisor.load import LoadError, decode_text, load_document, scan_corpus
 from conftest import BAD_FILES, DATA, GOOD_FILES
 
 MB = 1024 * 1024
+T = TypeVar("T")
 
 
 def make_pdf(path: Path) -> Path:
@@ -122,3 +131,119 @@ def test_decode_text_rejects_random_bytes_without_nul():
     noise = bytes((i * 97 + 13) % 256 for i in range(4000) if (i * 97 + 13) % 256 != 0)
     with pytest.raises(LoadError, match="binary"):
         decode_text(noise)
+
+
+# --- odd entries in the corpus folder -----------------------------------------------------------
+
+
+def finishes(call: Callable[[], T], *, pipes: Iterable[Path] = (), seconds: float = 10.0) -> T:
+    """``call()`` in a thread: its result, or a test failure, not a hung run, when it is still going after ``seconds``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed back to the test below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for pipe in pipes:  # a reader stuck opening a named pipe is let go once a writer opens it
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"still running after {seconds:.0f} s: blocked opening a named pipe?")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def add_odd_entries(folder: Path) -> dict[str, str]:
+    """Put in ``folder`` one of each entry a scan must report and never open: {source: pattern of its reason}."""
+    name = folder.name
+    fd = os.open(os.path.join(os.fsencode(folder), b"bad\xff.txt"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b"Bad name\n\nText under a name that is not UTF-8.\n")
+    os.close(fd)
+    os.mkdir(os.path.join(os.fsencode(folder), b"notes\xfe"))
+    (Path(os.fsdecode(os.path.join(os.fsencode(folder), b"notes\xfe"))) / "inside.md").write_text("# Inside\n")
+    os.symlink("b.md", folder / "a.md")
+    os.symlink("a.md", folder / "b.md")
+    os.symlink("loop.txt", folder / "loop.txt")
+    os.symlink("nowhere.md", folder / "dangling.md")
+    os.mkfifo(folder / "pipe.txt")
+    os.symlink("pipe.txt", folder / "pipe-link.md")
+    os.symlink(".", folder / "again", target_is_directory=True)
+    os.symlink("..", folder / "up", target_is_directory=True)
+    with open(folder / "huge.txt", "wb") as handle:
+        handle.truncate(4 * 2**30)  # sparse: no disk used, but 12 s to read through
+    expected = {
+        f"{name}/bad\ufffd.txt": "file name is not valid UTF-8",
+        f"{name}/notes\ufffd": "folder name is not valid UTF-8",
+        f"{name}/a.md": "symlink to b.md cannot be followed .*symbolic links",
+        f"{name}/b.md": "symlink to a.md cannot be followed .*symbolic links",
+        f"{name}/loop.txt": "symlink to loop.txt cannot be followed .*symbolic links",
+        f"{name}/dangling.md": "symlink to nowhere.md cannot be followed .*No such file",
+        f"{name}/pipe.txt": r"not a regular file \(named pipe\)",
+        f"{name}/pipe-link.md": r"not a regular file \(named pipe\)",
+        f"{name}/again": "symlink to the folder .; not followed",
+        f"{name}/up": "symlink to the folder ..; not followed",
+        f"{name}/huge.txt": "file is 4096.0 MB, over the 20 MB limit",
+    }
+    try:
+        os.mknod(folder / "null.txt", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+        expected[f"{name}/null.txt"] = r"not a regular file \(character device\)"
+    except OSError:  # not root, or no CAP_MKNOD: the pipe stands for every special file
+        pass
+    return expected
+
+
+def test_odd_entries_are_reported_with_printable_names_and_never_opened(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "guide.md").write_text("# Guide\n\nRead me.\n")
+    os.symlink("guide.md", corpus / "alias.md")  # a link to a regular file inside: read, through its target
+    expected = add_odd_entries(corpus)
+    started = time.monotonic()
+    files, skipped = finishes(lambda: scan_corpus(corpus, 20 * MB), pipes=[corpus / "pipe.txt"])
+    assert time.monotonic() - started < 1  # the 4 GB file is refused by its size, not hashed
+    assert [(f.source, f.target) for f in files] == [("corpus/alias.md", corpus / "guide.md"), ("corpus/guide.md", None)]
+    assert sorted(s.source for s in skipped) == sorted(expected)
+    for entry in skipped:
+        assert re.search(expected[entry.source], entry.reason), (entry.source, entry.reason)
+    # Every name and reason can be written to the manifest and printed.
+    json.dumps([(s.source, s.reason) for s in skipped], ensure_ascii=False).encode("utf-8")
+
+
+def test_hashing_checks_the_size_limit_before_reading(tmp_path):
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as handle:
+        handle.truncate(4 * 2**30)
+    started = time.monotonic()
+    with pytest.raises(FileTooLarge) as raised:
+        hash_file(huge, max_bytes=MB)
+    assert raised.value.size == 4 * 2**30 and time.monotonic() - started < 1
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(NotRegularFile, match=r"named pipe"):
+        finishes(lambda: hash_file(tmp_path / "pipe"), pipes=[tmp_path / "pipe"])
+
+
+def test_a_file_replaced_after_the_scan_is_refused_not_read(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Secret\n\nThe password is swordfish.\n")
+    for name in ("piped.txt", "linked.txt", "grown.txt"):
+        (corpus / name).write_text("Notes\n\nSmall at scan time.\n")
+    files, _ = scan_corpus(corpus, MB)
+    scanned = {f.path.name: f for f in files}
+    (corpus / "piped.txt").unlink()
+    os.mkfifo(corpus / "piped.txt")
+    (corpus / "linked.txt").unlink()
+    os.symlink(secret, corpus / "linked.txt")
+    (corpus / "grown.txt").write_text("Notes\n\n" + "word " * MB)
+    with pytest.raises(LoadError, match=r"not a regular file \(named pipe\)"):
+        finishes(lambda: load_document(scanned["piped.txt"], MB), pipes=[corpus / "piped.txt"])
+    with pytest.raises(LoadError, match="replaced by a symlink"):
+        load_document(scanned["linked.txt"], MB)
+    with pytest.raises(LoadError, match="over the 1 MB limit"):
+        load_document(scanned["grown.txt"], MB)

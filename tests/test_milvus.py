@@ -335,3 +335,10 @@ def test_two_app_replicas_share_one_milvus_server_and_both_serve_a_rebuild(tmp_p
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_a_garbage_milvus_lite_file_is_refused_with_how_to_fix_it(corpus, make_settings, tmp_path, embedder):
+    path = tmp_path / "vectors.db"
+    path.write_bytes(b"not a database\x00" * 100)
+    with pytest.raises(StoreUnavailable, match=f"cannot open the Milvus Lite file {path} .*delete {path} and run"):
+        build(make_settings(vector_store=str(path)), embedder=embedder)

@@ -1,18 +1,24 @@
 """Build plans without the model, and plan → apply bookkeeping with a small fake embedder (fast: no model, no store
 server). The real model's builds are in test_index.py."""
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from advisor.config import PROJECT_ROOT
-from advisor.errors import CorpusMissing
-from advisor.index import Index, apply, build, index_status
+from advisor.errors import CorpusMissing, IndexCorrupt, IndexUnwritable
+from advisor.index import LOCK, Index, apply, build, index_status
 from advisor.manifest import MANIFEST, read_manifest
 from advisor.plan import plan
+from test_load import add_odd_entries, finishes
 
 DIM = 8
 
@@ -145,3 +151,134 @@ def test_a_missing_corpus_is_named(make_settings, tmp_path):
     with pytest.raises(CorpusMissing):
         build(make_settings(corpus_dir=tmp_path / "nowhere"))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_odd_corpus_entries_are_skipped_and_the_index_still_builds(settings, notes):
+    """A bad file name, symlink loops, a named pipe, a device and a 4 GB sparse file: reported, never fatal."""
+    expected = add_odd_entries(notes)
+    pipes = [notes / "pipe.txt"]
+    started = time.monotonic()
+    p = finishes(lambda: plan(settings), pipes=pipes)
+    assert time.monotonic() - started < 1  # the 4 GB file is skipped by its size: not read, not hashed
+    assert {s.source for s in p.skipped} == {*expected, "corpus/slides.pptx"}
+    assert [f.source for f in p.to_load] == ["corpus/pay.md", "corpus/skills.txt"]
+
+    report = finishes(lambda: apply(p, embedder=FakeEmbedder()), pipes=pipes)
+    assert report.wrote and {s.source for s in report.skipped} == {*expected, "corpus/slides.pptx"}
+    manifest = json.loads((settings.index_dir / MANIFEST).read_bytes())  # valid UTF-8 JSON
+    assert manifest["documents"].keys() == {"corpus/pay.md", "corpus/skills.txt"}
+    "\n".join(f"{s.source}: {s.reason}" for s in report.skipped).encode("utf-8")  # printable, as `index` does
+    written = sorted(os.listdir(settings.index_dir))
+
+    again = finishes(lambda: apply(plan(settings), embedder=FakeEmbedder()), pipes=pipes)
+    assert again.wrote is False and sorted(os.listdir(settings.index_dir)) == written  # no second copy of the index
+    assert finishes(lambda: index_status(settings), pipes=pipes).fresh
+
+
+def test_a_manifest_with_a_non_integer_chunk_id_is_stale_and_rebuilt_not_a_crash_loop(settings):
+    apply(plan(settings), embedder=FakeEmbedder())
+    path = settings.index_dir / MANIFEST
+    data = json.loads(path.read_text())
+    data["documents"]["corpus/pay.md"]["chunk_ids"][0] = "7"
+    path.write_text(json.dumps(data))
+    status = index_status(settings)
+    assert not status.fresh and "is not of type int" in status.reason  # it said "up to date", then every command crashed
+    report = apply(plan(settings), embedder=FakeEmbedder())
+    assert report.wrote and index_status(settings).fresh and Index.load(settings.index_dir, settings=settings).chunks
+
+
+def test_a_vectors_file_of_the_right_size_with_other_bytes_is_refused_on_load_and_rebuilt(settings):
+    apply(plan(settings), embedder=FakeEmbedder())
+    manifest = read_manifest(settings.index_dir)
+    vectors = settings.index_dir / manifest.files["vectors"].name
+    data = bytearray(vectors.read_bytes())
+    data[-8:] = bytes(8)  # the same size, the last vector's last two floats zeroed: faiss reads it happily
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="checksum differs"):
+        Index.load(settings.index_dir, settings=settings)
+    fake = FakeEmbedder()
+    assert apply(plan(settings), embedder=fake).wrote and fake.embedded > 0  # rebuilt in full
+    assert Index.load(settings.index_dir, settings=settings).store.count() > 0
+
+
+def test_a_zero_byte_vectors_file_is_reported_damaged_by_status(settings):
+    apply(plan(settings), embedder=FakeEmbedder())
+    manifest = read_manifest(settings.index_dir)
+    (settings.index_dir / manifest.files["vectors"].name).write_bytes(b"")
+    status = index_status(settings)
+    assert not status.fresh and "not the size the manifest says" in status.reason  # it said "up to date"
+    assert apply(plan(settings), embedder=FakeEmbedder()).wrote and index_status(settings).fresh
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` read-only for this process: a read-only bind mount where this runs as root with the right to
+    mount (as CI does), a chmod for anyone else; failing both, its lock path is a folder, which no one can open."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", folder, folder], capture_output=True).returncode == 0
+    if mounted and subprocess.run(["mount", "-o", "remount,bind,ro", folder, folder], capture_output=True).returncode:
+        subprocess.run(["umount", folder], check=True)
+        mounted = False
+    if not mounted:
+        (folder / LOCK).unlink(missing_ok=True)
+        (folder / LOCK).mkdir()
+    try:
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["umount", folder], check=True)
+        else:
+            (folder / LOCK).rmdir()
+
+
+def test_a_read_only_index_folder_serves_a_fresh_index_and_refuses_a_rebuild_in_one_line(settings, notes):
+    apply(plan(settings), embedder=FakeEmbedder())
+    before = sorted(p.name for p in settings.index_dir.iterdir())
+    with read_only(settings.index_dir):
+        report = apply(plan(settings), embedder=FakeEmbedder())  # it raised on .build.lock although nothing had changed
+        assert not report.wrote and report.documents == 2 and report.unchanged == ("corpus/pay.md", "corpus/skills.txt")
+        (notes / "remote.md").write_text("# Remote\n\nMany teams work remotely.\n")
+        with pytest.raises(IndexUnwritable, match=f"cannot write to the index folder {settings.index_dir}"):
+            apply(plan(settings), embedder=FakeEmbedder())
+        assert Index.load(settings.index_dir, settings=settings).manifest.documents.keys() == {
+            "corpus/pay.md",
+            "corpus/skills.txt",
+        }
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == before
+
+
+FULL_DISK = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_plan import FakeEmbedder
+from advisor.config import Settings
+from advisor.errors import IndexUnwritable
+from advisor.index import apply
+from advisor.plan import plan
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (600, resource.RLIM_INFINITY))
+try:
+    apply(plan(Settings.load(env={{}}, corpus_dir={corpus!r}, index_dir={index!r})), embedder=FakeEmbedder())
+except IndexUnwritable as exc:
+    print(exc)
+"""
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_index_and_no_partial_files(settings, notes):
+    apply(plan(settings), embedder=FakeEmbedder())
+    before = sorted(p.name for p in settings.index_dir.iterdir())
+    (notes / "remote.md").write_text("# Remote\n\n" + "Many teams work remotely two days a week. " * 40)
+    script = FULL_DISK.format(tests=str(PROJECT_ROOT / "tests"), corpus=str(notes), index=str(settings.index_dir))
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0 and "Traceback" not in child.stderr, child.stderr  # it was a faiss traceback
+    assert child.stdout.startswith(f"could not write the new index to {settings.index_dir} (")
+    assert child.stdout.strip().endswith("the previous index is unchanged")
+    assert sorted(p.name for p in settings.index_dir.iterdir()) == before  # nothing half-written left behind
+    assert len(Index.load(settings.index_dir, settings=settings).manifest.documents) == 2

@@ -1,4 +1,5 @@
 from advisor import render
+from advisor.llm import check
 from advisor.types import Answer, Chunk, Citation, Hit
 
 HOSTILE = "<script>alert(1)</script> ![p](http://remote.invalid/p.png) [x](javascript:alert(2)) **bold** $$x$$"
@@ -53,3 +54,13 @@ def test_sources_name_the_file_when_titles_repeat():
     assert titles == {"corpus/a.txt": "ML Engineer · a.txt", "corpus/b.txt": "ML Engineer · b.txt", "corpus/c.md": "Data"}
     block = render.sources_block(_answer("x [1].", f"Intro.\n{HOSTILE}").citations)
     assert "<script" not in block and "Guide · guide.md" in block and "<br>" in block
+
+
+def test_model_text_reaches_the_browser_checked_and_literal():
+    text = (
+        "<<script>script>alert(1)<</script>/script>Pay <<img src=x>img onerror=alert(1)>is high, a < b and "
+        "R&D [1].\n[7]: javascript:alert(1)"
+    )
+    body, _, block = render.message(_answer(check(text, 1).text)).partition("\n\n<details")
+    assert body == "Pay is high, a &lt; b and R&amp;D [\\[1\\]](#cite-1)." and "Passage text." in block
+    assert render.plain_text(render.message(_answer(check(text, 1).text))) == "Pay is high, a < b and R&D [1]."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 import os
 from collections.abc import Collection, Iterable, Sequence
@@ -115,7 +117,8 @@ class FaissStore:
     def open(
         cls, record: FaissRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
     ) -> FaissStore:
-        """Read the vectors file the manifest lists, after checking its size; IndexCorrupt if it is damaged."""
+        """Read the vectors file the manifest lists, checked against its size and checksum; IndexCorrupt if it
+        is damaged (a file of the right size with other bytes would otherwise load and answer worse, silently)."""
         entry = files["vectors"]
         path = directory / entry.name
         size = path.stat().st_size
@@ -123,10 +126,14 @@ class FaissStore:
             raise IndexCorrupt(
                 f"{path} is {size} bytes but the manifest expects {entry.bytes} (truncated or replaced); {REBUILD}"
             )
+        data = path.read_bytes()  # read once: hashed, then handed to faiss from memory
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise IndexCorrupt(f"{path} does not match the manifest (checksum differs); {REBUILD}")
         try:
-            store = cls.load(path, sources)
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
             raise IndexCorrupt(f"{path} is damaged ({str(exc).splitlines()[-1][:160]}); {REBUILD}") from None
+        store = cls(index.d, index, sources)
         store.where = str(path)
         return store
 

@@ -69,7 +69,12 @@ def _unreachable(uri: str, exc: BaseException) -> str:
     reason = _reason(exc)
     if not _is_server(uri):
         if not _locked_elsewhere(Path(uri)):
-            return f"cannot open the Milvus Lite file {uri} ({reason}); check ADVISOR_VECTOR_STORE"
+            damaged = (
+                f", or, if the file is damaged, delete {uri} and run `python -m advisor index --full`"
+                if Path(uri).exists()
+                else ""
+            )  # it holds only vectors, which a build puts back
+            return f"cannot open the Milvus Lite file {uri} ({reason}); check ADVISOR_VECTOR_STORE{damaged}"
         return (
             f"cannot open the Milvus Lite file {uri} ({reason}); it is in use: Milvus Lite serves one process at "
             "a time, so stop the other one, or run a Milvus server for several (see docs/vector-stores.md)"
