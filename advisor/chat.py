@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -166,21 +167,28 @@ class Advisor:
             return
         _, rest = small_talk(question)
         questions, background = split_message(rest)
+        # One time limit for everything an LLM does for this message: restating a follow-up and writing the answer.
+        deadline = time.monotonic() + self.settings.llm_timeout
         if len(questions) > 1:
             questions = questions[:MAX_QUESTIONS]
             yield _merge(
-                [(q, self._answer(q, _leaning(history, q, questions[:i]), background)[0]) for i, q in enumerate(questions)]
+                [
+                    (q, self._answer(q, _leaning(history, q, questions[:i]), background, deadline)[0])
+                    for i, q in enumerate(questions)
+                ]
             )
             return
-        composed, query, hits = self._answer(questions[0], history, background)
+        composed, query, hits = self._answer(questions[0], history, background, deadline)
         if self.llm is None or not composed.grounded:
             yield composed
         else:
-            yield from self._written(query.question, history, hits, composed, stream)
+            yield from self._written(query.question, history, hits, composed, stream, deadline)
 
-    def _answer(self, question: str, history: Sequence[dict[str, Any]], background: str) -> tuple[Answer, Query, list[Hit]]:
+    def _answer(
+        self, question: str, history: Sequence[dict[str, Any]], background: str, deadline: float | None = None
+    ) -> tuple[Answer, Query, list[Hit]]:
         """The composed (no-LLM) answer to one question, the query it was read as, and the passages found."""
-        query = self._query(question, history, background)
+        query = self._query(question, history, background, deadline)
         hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
         if not hits:
             return self.decline(query), query, hits
@@ -291,7 +299,9 @@ class Advisor:
                     left += (f.typed,)
         return left
 
-    def _query(self, question: str, history: Sequence[dict[str, Any]], background: str = "") -> Query:
+    def _query(
+        self, question: str, history: Sequence[dict[str, Any]], background: str = "", deadline: float | None = None
+    ) -> Query:
         query = self.retriever.query(question, history)
         if background:
             weights = dict(query.weights)
@@ -301,7 +311,7 @@ class Advisor:
         if query.followup and self.llm is not None:
             # The LLM may restate a follow-up as a standalone question; on any failure the blended query stays.
             try:
-                standalone = self.llm.complete(condense_messages(question, history), max_tokens=80).strip()
+                standalone = self.llm.complete(condense_messages(question, history), max_tokens=80, deadline=deadline).strip()
             except LLMError as exc:
                 log.info("The LLM did not restate the follow-up (%s); searching with the blended question", exc)
                 return query
@@ -444,18 +454,24 @@ class Advisor:
         return Answer(text, kind="out_of_scope", hits=tuple(hits))
 
     def _written(
-        self, question: str, history: Sequence[dict[str, Any]], hits: Sequence[Hit], composed: Answer, stream: bool
+        self,
+        question: str,
+        history: Sequence[dict[str, Any]],
+        hits: Sequence[Hit],
+        composed: Answer,
+        stream: bool,
+        deadline: float | None = None,
     ) -> Iterator[Answer]:
         given = list(hits[:LLM_PASSAGES])
         messages = answer_messages(question, history, given)
         text = ""
         try:
             if stream:
-                for piece in self.llm.stream(messages):  # type: ignore[union-attr]
+                for piece in self.llm.stream(messages, deadline=deadline):  # type: ignore[union-attr]
                     text += piece
                     yield Answer(check(text, len(given)).text, kind="partial", hits=tuple(hits))
             else:
-                text = self.llm.complete(messages)  # type: ignore[union-attr]
+                text = self.llm.complete(messages, deadline=deadline)  # type: ignore[union-attr]
         except LLMError as exc:
             note = f"(The language model did not answer: {exc}. This answer quotes the documents instead.)"
             yield replace(composed, text=f"{note}\n{composed.text}", note=note)

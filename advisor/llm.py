@@ -80,9 +80,10 @@ class LLMClient:
         self._errors = (openai.OpenAIError, httpx2.HTTPError, ValueError, KeyError, TypeError, AttributeError)
         self._ssl = httpx2.create_ssl_context()  # once: loading the CA bundle for each answer would cost time
 
-    def complete(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS) -> str:
-        """The whole reply at once; raises LLMError, also when it takes longer than ``timeout`` in all."""
-        http, client = self._connect(time.monotonic() + self.timeout)
+    def complete(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS, deadline: float | None = None) -> str:
+        """The whole reply at once; raises LLMError, also when it takes longer than ``timeout`` in all, or runs past
+        ``deadline`` (a ``time.monotonic()`` shared by the calls of one answer)."""
+        http, client = self._connect(self._deadline(deadline))
         try:
             reply = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=False
@@ -96,10 +97,12 @@ class LLMClient:
             raise LLMError("the server sent a reply without text")
         return text
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS, deadline: float | None = None
+    ) -> Iterator[str]:
         """Text pieces as the server sends them; raises LLMError, also when the whole answer takes longer than
-        ``timeout``."""
-        http, client = self._connect(time.monotonic() + self.timeout)
+        ``timeout`` or runs past ``deadline``."""
+        http, client = self._connect(self._deadline(deadline))
         try:
             chunks = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True
@@ -111,6 +114,9 @@ class LLMClient:
             raise LLMError(_describe(exc)) from None
         finally:
             http.close()
+
+    def _deadline(self, deadline: float | None) -> float:
+        return min(time.monotonic() + self.timeout, deadline if deadline is not None else float("inf"))
 
     def _connect(self, deadline: float) -> tuple[httpx2.Client, openai.OpenAI]:
         """A client for one call whose every connect, TLS handshake, read and write ends by ``deadline``.

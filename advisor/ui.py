@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 REMEMBERED_ANSWERS = 2000  # answers kept so the sources panel and votes can find what was shown
 STREAM_WORDS = 4  # words per streamed update
+# The largest request body the server reads (uploads excepted): a message is at most 4,000 characters, and the
+# largest the page itself sends, its saved chats, stays far below this. See BodyLimit.
+MAX_REQUEST_BYTES = 2**20
+# Browser and API sessions whose state Gradio keeps, the least recently used dropped first: with the body limit,
+# at most about 300 MB however many sessions are opened (each API call opens one).
+SESSIONS = 300
 PHONE = 720  # px: narrower than this, sources live only under each answer and the chat fills the screen
 CSS = f"""
 .src {{border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 9px; margin: 6px 0}}
@@ -402,8 +408,52 @@ def render_sources(answer: Answer | None) -> str:
     return render.sources_list(answer.citations)
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before anything reads it.
+
+    Gradio parses every request and keeps each event's input values in its session (for its re-rendering), so
+    a 10 MB message would cost its JSON decoding and then 10 MB for as long as the session lives. Uploads are
+    limited by Gradio itself (``max_file_size``) and pass through.
+    """
+
+    def __init__(self, app: Any, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
+        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].endswith(self.exempt):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted() -> dict[str, Any]:  # a body sent in chunks without a length is counted as it comes
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        text = f"Request body over {self.max_bytes // 2**20} MB".encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": text})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def launch(service: AdvisorService) -> None:
     """Serve the page on the configured host and port (blocks until stopped)."""
+    from starlette.middleware import Middleware
+
     settings = service.settings
     page = ChatUI(service).blocks()
     page.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency)
@@ -420,6 +470,10 @@ def launch(service: AdvisorService) -> None:
         auth=(user, password) if settings.auth else None,
         quiet=True,  # app.py prints the address; Gradio's own lines include a hint to share publicly
         max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, exempt=("/gradio_api/upload",))]},
+        # Sessions whose state Gradio keeps (the least recently used go first): with MAX_REQUEST_BYTES, what
+        # anyone can make it hold is bounded.
+        state_session_capacity=SESSIONS,
         # Gradio serves no file outside its own folders anyway; these are never to be served.
         blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)],
     )

@@ -2,12 +2,14 @@
 
     python bench/load.py                      # 30 users for 60 s against its own app on a free port
     python bench/load.py --users 5 --seconds 10 --url http://127.0.0.1:7860/
-    python bench/load.py --hostile --users 10 --seconds 30   # normal users, then the same beside the hostile mix
+    python bench/load.py --hostile --users 10 --seconds 60   # normal users alone, then beside the hostile mix
 
 --hostile serves a corpus holding a named pipe, a symlink loop and a file name that is not UTF-8, and measures
-normal users alone, then beside clients that send a 10 MB chat history with every question, then (in a second
-app whose LLM server sends keep-alives and never an answer) how long an answer can be held; the app's RSS is
-sampled throughout. Traffic goes to 127.0.0.1 only. Writes bench/results/load.json (or hostile.json).
+normal users alone, beside as many more benign users, beside attackers that send a 10 MB message over and over,
+and beside attackers whose messages are just under the body limit; then, in a second app whose LLM server sends
+keep-alives and never an answer, how long an answer can be held. The app's RSS is sampled throughout. Traffic
+goes to 127.0.0.1 only. Writes bench/results/load.json (with --hostile: docs/results/bench-hostile.json and
+.md, which docs/operations.md includes).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import importlib.util
+import multiprocessing
 import os
 import shutil
 import socket
@@ -24,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from advisor.config import PROJECT_ROOT as ROOT
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     questions = [(i.question, list(i.history)) for i in read_golden(ROOT / "eval" / "devset.jsonl")]
     if args.hostile:
         summary = _hostile(questions, args.users, args.seconds)
-        ok = summary["normal_beside_hostile"]["errors"] == 0 and summary["slow_llm"]["errors"] == 0
+        ok = summary["normal_beside_attackers"]["errors"] == 0 and summary["slow_llm"]["errors"] == 0
     else:
         server = None if args.url else start_app(tempfile.mkdtemp(prefix="advisor-load-index-"))
         url = args.url or server[1]
@@ -54,9 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                 _stop(server[0])
         summary = _summarize(results, args.users, args.seconds)
         ok = summary["errors"] == 0
-    out = args.out or ROOT / "bench" / "results" / ("hostile.json" if args.hostile else "load.json")
+    out = args.out or (
+        ROOT / "docs" / "results" / "bench-hostile.json" if args.hostile else ROOT / "bench" / "results" / "load.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
+    if args.hostile:  # the figures docs/operations.md includes (bench/include.py copies them in)
+        out.with_suffix(".md").write_text(hostile_markdown(summary, argv), encoding="utf-8")
     for key, value in summary.items():
         print(f"{key:<22}{value}")
     return 0 if ok else 1
@@ -98,13 +107,23 @@ def _stop(process: subprocess.Popen) -> None:
 
 # --- the hostile mix ------------------------------------------------------------------------------
 
-BLOAT_USERS = 4
-BLOAT = "salary " * 1_500_000  # 10.5 MB: one message of the chat history each of them sends
+EXTRA_USERS = 4  # benign users, then attackers, beside the normal users
+BLOAT = "salary " * 1_500_000  # 10.5 MB: the message each attacker sends
+UNDER_LIMIT = "salary " * 140_000  # 980 KB: read by the app (its body limit is 1 MB), then refused as too long
+PHASES = (
+    ("alone", ""),
+    ("beside_benign", "benign"),
+    ("beside_attackers", "bloat"),
+    ("beside_attackers_under_limit", "under-limit"),
+)
+THINK = 1.0  # seconds a person takes to read an answer before asking again, in the hostile run
 LLM_TIMEOUT = 3.0
 
 
 def _hostile(questions: list, users: int, seconds: float) -> dict:
-    """Normal users alone, then beside history-bloat clients, on a corpus with a pipe in it; then a slow LLM."""
+    """On a corpus with a pipe, a symlink loop and a non-UTF-8 name: normal users alone, beside as many more benign
+    users, and beside as many attackers sending 10 MB messages; then a slow LLM. Extra users run in their own
+    process, so the measuring one is not slowed by encoding their 10 MB."""
     work = Path(tempfile.mkdtemp(prefix="advisor-hostile-"))
     corpus = work / "corpus"
     shutil.copytree(ROOT / "corpus", corpus)
@@ -114,54 +133,133 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
         handle.write(b"a name that is not UTF-8")
     server = start_app(str(work / "index"), extra=("--corpus", str(corpus)))
     rss = _RSS(server[0].pid)
+    phases: dict[str, dict] = {}
+    extra: dict[str, dict] = {}
     try:
-        rss.phase("normal")
-        alone = _summarize(_run(server[1], questions, users, seconds), users, seconds)
-        rss.phase("beside_hostile")
-        bloat: list[tuple[str, float]] = []
-        attackers = [
-            threading.Thread(target=_bloat, args=(server[1], time.monotonic() + seconds, bloat)) for _ in range(BLOAT_USERS)
-        ]
-        for thread in attackers:
-            thread.start()
-        beside = _summarize(_run(server[1], questions, users, seconds), users, seconds)
-        for thread in attackers:
-            thread.join()
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            for phase, kind in PHASES:
+                rss.phase(phase)
+                crowd = None
+                if kind:
+                    crowd = pool.apply_async(_crowd, (server[1], kind, questions, EXTRA_USERS, seconds))
+                phases[phase] = _summarize(_run(server[1], questions, users, seconds, THINK), users, seconds)
+                if crowd is not None:
+                    outcomes = crowd.get()
+                    extra[phase] = _summarize(outcomes, EXTRA_USERS, seconds)
+                    extra[phase]["refused"] = sum(1 for o, _ in outcomes if o == "refused")
     finally:
         rss.stop()
         _stop(server[0])
     slow = _slow_llm(work, corpus, questions, users, seconds)
-    change = round(100 * (beside["p95_ms"] / alone["p95_ms"] - 1), 1) if alone["p95_ms"] else None
+    p95 = {name: phase["p95_ms"] for name, phase in phases.items()}
     return {
-        "normal_alone": alone,
-        "normal_beside_hostile": beside,
-        "p95_change_percent": change,
-        "bloat": {
-            "users": BLOAT_USERS,
-            "history_mb": round(len(BLOAT) / 2**20, 1),
-            "requests": len(bloat),
-            "answered": sum(1 for o, _ in bloat if o == "ok"),
-            "p95_ms": _pct(sorted(t for o, t in bloat if o == "ok"), 0.95),
+        "normal_users": users,
+        "think_seconds": THINK,
+        **{f"normal_{name}": phase for name, phase in phases.items()},
+        "p95_change_percent": {
+            "attackers_vs_alone": _change(p95["beside_attackers"], p95["alone"]),
+            "attackers_vs_benign": _change(p95["beside_attackers"], p95["beside_benign"]),
+            "under_limit_vs_alone": _change(p95["beside_attackers_under_limit"], p95["alone"]),
+            "benign_vs_alone": _change(p95["beside_benign"], p95["alone"]),
         },
+        "extra_users": extra,
+        "bloat_message_mb": round(len(BLOAT) / 2**20, 1),
         "rss_max_mb": rss.peaks,
         "slow_llm": slow,
     }
 
 
-def _bloat(url: str, until: float, results: list[tuple[str, float]]) -> None:
-    """Ask follow-ups with a 10 MB message in the chat history until ``until``."""
-    from gradio_client import Client
+def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
+    """The hostile run as the table docs/operations.md shows."""
+    import platform
 
-    client = Client(url, verbose=False)
-    history = [{"role": "user", "content": BLOAT}, {"role": "assistant", "content": "That message is too long."}]
-    while time.monotonic() < until:
-        began = time.perf_counter()
-        try:
-            reply = client.predict("And at the senior level?", history, api_name="/chat")
-            outcome = "ok" if isinstance(reply, str) and reply else "empty"
-        except Exception:
-            outcome = "error"
-        results.append((outcome, time.perf_counter() - began))
+    flags = " ".join(argv if argv is not None else sys.argv[1:])
+    users, change = summary["normal_users"], summary["p95_change_percent"]
+    slow, attack = summary["slow_llm"], summary["extra_users"]["beside_attackers"]
+    under = summary["extra_users"]["beside_attackers_under_limit"]
+    rows = [
+        (f"{users} normal users alone", "alone"),
+        (f"… beside {EXTRA_USERS} more benign users", "beside_benign"),
+        (f"… beside {EXTRA_USERS} users sending {summary['bloat_message_mb']:g} MB messages", "beside_attackers"),
+        (f"… beside {EXTRA_USERS} users sending {len(UNDER_LIMIT) / 1e3:.0f} KB messages", "beside_attackers_under_limit"),
+    ]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"by `python bench/load.py {flags}`. Every user waits {summary['think_seconds']:g} s after each answer; the "
+        "corpus holds a named pipe, a symlink loop and a file name that is not UTF-8.",
+        "",
+        "| normal users' answers | answered | errors | p50 | p95 | max | app RSS, max |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, name in rows:
+        phase, rss = summary[f"normal_{name}"], summary["rss_max_mb"].get(name, "?")
+        lines.append(
+            f"| {label} | {phase['answered']} | {phase['errors']} | {phase['p50_ms']:.0f} ms | {phase['p95_ms']:.0f} ms "
+            f"| {phase['max_ms']:.0f} ms | {rss} MB |"
+        )
+    lines += [
+        "",
+        f"The attackers' {attack['requests']} requests of {summary['bloat_message_mb']:g} MB: {attack['refused']} "
+        f"refused (HTTP 413) before the body was read, {attack['errors']} other errors. The {under['requests']} "
+        f"requests of {len(UNDER_LIMIT) / 1e3:.0f} KB, each in a new session: {under['answered']} answered "
+        f'("too long"), {under["errors"]} errors.',
+        "",
+        f"p95 beside the attackers: {change['attackers_vs_alone']:+.1f}% against normal users alone, "
+        f"{change['attackers_vs_benign']:+.1f}% against as many benign users (benign users alone: "
+        f"{change['benign_vs_alone']:+.1f}%); beside those sending {len(UNDER_LIMIT) / 1e3:.0f} KB: "
+        f"{change['under_limit_vs_alone']:+.1f}% against alone.",
+        "",
+        f"An LLM server that sends keep-alives and never an answer, `--llm-timeout {slow['llm_timeout_s']:g}`: "
+        f"{slow['answered']} of {slow['requests']} questions answered (from the documents, with a note), "
+        f"p95 {slow['p95_ms'] / 1000:.2f} s, longest {slow['max_ms'] / 1000:.2f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _change(value: float, base: float) -> float | None:
+    return round(100 * (value / base - 1), 1) if base else None
+
+
+def _crowd(url: str, kind: str, questions: list, users: int, seconds: float) -> list[tuple[str, float]]:
+    """``users`` more users for ``seconds``: "benign" ones ask questions as the normal users do; "bloat" ones send a
+    10 MB message over and over, "under-limit" ones a message just under the app's body limit (read, kept in a new
+    session each time, answered "too long")."""
+    if kind == "benign":
+        return _run(url, questions[len(questions) // 2 :], users, seconds, THINK)
+    # The request is encoded once and sent as raw HTTP (the /call/ route): encoding 10 MB again for each request, as
+    # gradio_client does, would cost this machine's two cores more than the app spends on it.
+    body = json.dumps({"data": [BLOAT if kind == "bloat" else UNDER_LIMIT]}).encode()
+    results: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    until = time.monotonic() + seconds
+
+    def attacker() -> None:
+        while time.monotonic() < until:
+            began = time.perf_counter()
+            try:
+                request = urllib.request.Request(
+                    url + "gradio_api/call/chat", data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=60) as reply:
+                    event = json.loads(reply.read())["event_id"]
+                with urllib.request.urlopen(f"{url}gradio_api/call/chat/{event}", timeout=60) as reply:
+                    outcome = "ok" if b"event: complete" in reply.read() else "empty"
+            except urllib.error.HTTPError as exc:
+                outcome = "refused" if exc.code == 413 else "error"
+            except OSError as exc:  # refused before the body was read: the server closed while it was being sent
+                outcome = (
+                    "refused" if isinstance(getattr(exc, "reason", exc), (BrokenPipeError, ConnectionResetError)) else "error"
+                )
+            with lock:
+                results.append((outcome, time.perf_counter() - began))
+            time.sleep(THINK)
+
+    threads = [threading.Thread(target=attacker) for _ in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def _slow_llm(work: Path, corpus: Path, questions: list, users: int, seconds: float) -> dict:
@@ -204,7 +302,18 @@ class _RSS:
             self.peaks[self._phase] = max(self.peaks.get(self._phase, 0), round(kb / 1024))
 
 
-def _run(url: str, questions: list, users: int, seconds: float) -> list[tuple[str, float]]:
+def _run(
+    url: str,
+    questions: list,
+    users: int,
+    seconds: float,
+    think: float = 0.0,
+    ok: Callable[[str], bool] = bool,
+    in_order: bool = False,
+) -> list[tuple[str, float]]:
+    """Each user asks in its own session until ``seconds`` are up, waiting ``think`` seconds after each answer:
+    every ``users``-th question from its own offset, or with ``in_order`` all of them in turn; returns (outcome,
+    seconds) for each request."""
     from gradio_client import Client
 
     results: list[tuple[str, float]] = []
@@ -221,15 +330,16 @@ def _run(url: str, questions: list, users: int, seconds: float) -> list[tuple[st
         i = offset
         while time.monotonic() < deadline[0]:
             question, _ = questions[i % len(questions)]
-            i += users
+            i += 1 if in_order else users
             began = time.perf_counter()
             try:
                 reply = client.predict(question, api_name="/chat")
-                outcome = "ok" if isinstance(reply, str) and reply else "empty"
+                outcome = "ok" if isinstance(reply, str) and reply and ok(reply) else "empty"
             except Exception as exc:
                 outcome = "busy" if "queue" in str(exc).lower() and "full" in str(exc).lower() else "error"
             with lock:
                 results.append((outcome, time.perf_counter() - began))
+            time.sleep(think)
 
     threads = [threading.Thread(target=user, args=(n,)) for n in range(users)]
     for thread in threads:

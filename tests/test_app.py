@@ -104,13 +104,15 @@ def test_raw_http_api_returns_plain_text_like_gradio_client(server):
     assert "&amp;" not in answer and "<" not in answer and "](#" not in answer
 
 
-def test_a_ten_megabyte_message_is_refused_and_leaves_the_conversation_usable(server):
+def test_a_huge_message_is_refused_and_leaves_the_conversation_usable(server):
     from gradio_client import Client
 
     client = Client(server.url, verbose=False)
     assert "$85,000" in client.predict("What do juniors earn?", api_name="/chat")
-    assert "characters long" in client.predict("salary " * 1_500_000, api_name="/chat")  # 10.5 MB, kept in the session
-    # The next follow-ups read only the history's last messages, each cut to its limit (they took ~40 s each)
+    with pytest.raises(Exception, match="413"):  # refused before Gradio reads it (it kept 10 MB in the session)
+        client.predict("salary " * 1_500_000, api_name="/chat")
+    assert "characters long" in client.predict("salary " * 140_000, api_name="/chat")  # 980 KB: read, then refused
+    # The follow-ups read only the history's last messages, each cut to its limit (they took ~40 s each)
     assert "$170,000" in client.predict("What do seniors earn?", api_name="/chat")
     assert "$120,000" in client.predict("And mid-level?", api_name="/chat")
 
@@ -134,7 +136,7 @@ def test_files_are_not_served_and_huge_messages_are_refused(server):
     from gradio_client import Client
 
     client = Client(server.url, verbose=False)
-    assert "characters long" in client.predict("salary " * 150_000, api_name="/chat")  # about 1 MB
+    assert "characters long" in client.predict("salary " * 140_000, api_name="/chat")  # 980 KB: just under the body limit
     assert "$85,000" in client.predict("What do juniors earn?", api_name="/chat")  # and the server is still up
     assert "127.0.0.1" in server.url
 

@@ -166,6 +166,17 @@ def test_a_server_that_never_finishes_falls_back_in_time(seed_settings, retrieve
     assert answers[-1].grounded and "did not answer in time" in answers[-1].note  # type: ignore[index]
 
 
+def test_a_followup_shares_one_time_limit_between_restating_it_and_answering(seed_settings, retriever, llm_server):
+    # Two calls (restate the follow-up, then write the answer) once took up to twice the limit.
+    history = [{"role": "user", "content": "What's the entry-level salary?"}, {"role": "assistant", "content": "$85,000 [1]."}]
+    advisor = advisor_for(seed_settings, retriever, llm_server.url, "keep-alive", timeout=1.5)
+    before = len(llm_server.requests)
+    answers, seconds = timed(lambda: list(advisor.ask_stream("And the top level?", history)))
+    sent = llm_server.requests[before:]
+    assert len(sent) == 1 and sent[0]["messages"][0]["content"].startswith("Rewrite")  # no time was left to answer
+    assert seconds < 2.4 and answers[-1].grounded and "did not answer in time" in answers[-1].note  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("model", "reason"), [("error", "HTTP 500"), ("garbage", "could not be read"), ("slow", "did not answer in time")]
 )

@@ -97,3 +97,39 @@ def test_a_failed_rebuild_keeps_serving_the_old_index(tmp_path, make_settings, e
     state = service.rebuild_state()
     assert not state.ok and "Rebuild failed" in state.message and "previous index" in state.message
     assert service.ask("What should I ask before the final interview?").grounded
+
+
+def test_request_bodies_over_the_limit_are_refused_unread():
+    """BodyLimit answers 413 from the declared length, or as soon as a body without one runs over."""
+    import asyncio
+
+    from advisor.ui import BodyLimit
+
+    def call(headers, chunks, path="/gradio_api/queue/join"):
+        reached, sent, read = [], [], []
+
+        async def app(scope, receive, send):
+            while True:
+                message = await receive()
+                read.append(len(message.get("body", b"")))
+                if not message.get("more_body"):
+                    break
+            reached.append(True)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        async def receive():
+            body = chunks.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "headers": headers}
+        asyncio.run(BodyLimit(app, max_bytes=100, exempt=("/gradio_api/upload",))(scope, receive, send))
+        return sent[0]["status"], bool(reached), sum(read)
+
+    assert call([(b"content-length", b"50")], [b"x" * 50]) == (200, True, 50)
+    assert call([(b"content-length", b"5000000")], [b"x" * 60, b"x" * 60]) == (413, False, 0)  # not a byte read
+    assert call([], [b"x" * 60, b"x" * 60, b"x" * 60])[:2] == (413, False)  # chunked: stopped once over 100
+    assert call([(b"content-length", b"abc")], [b""]) == (413, False, 0)
+    assert call([(b"content-length", b"5000")], [b"x" * 5000], path="/gradio_api/upload") == (200, True, 5000)
