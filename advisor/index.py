@@ -531,7 +531,29 @@ def _write(
     """Write a new generation beside the old one, then swap the manifest in as the single commit point."""
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     try:
-        manifest = _write_generation(directory, build_id, settings, embedder, store, chunks, documents, skipped, statements)
+        record, files = store.commit(directory, build_id)  # FAISS: a new vectors file; Milvus: a flush
+        ordered = sorted(chunks, key=lambda c: (c.source, c.start, c.end))
+        chunk_bytes = json.dumps(
+            {"format_version": FORMAT_VERSION, "chunks": [c.to_json() for c in ordered]}, ensure_ascii=False
+        ).encode("utf-8")
+        for key, name, data in (
+            ("chunks", f"chunks-{build_id}.json", chunk_bytes),
+            ("statements", f"statements-{build_id}.npz", statements.to_bytes()),
+        ):
+            atomic_write(directory / name, data)
+            files[key] = FileEntry.of_bytes(name, data)
+        manifest = Manifest(
+            build_id=build_id,
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            corpus=str(settings.corpus_dir),
+            model=ModelInfo(settings.model, store.dim, embedder.max_tokens),
+            store=record,
+            splitter=splitter_config(settings),
+            files=files,
+            documents=documents,
+            skipped=skipped,
+        )
+        write_manifest(directory, manifest)
     except (OSError, RuntimeError) as exc:  # a full disk, a read-only folder; faiss reports a failed write as RuntimeError
         for path in directory.glob(f"*-{build_id}.*"):  # this generation's files, .tmp included; the old ones stay
             path.unlink(missing_ok=True)
@@ -546,44 +568,6 @@ def _write(
     for path in directory.iterdir():
         if path.name.startswith(("vectors-", "chunks-", "statements-")) and path.is_file() and path.name not in keep:
             path.unlink(missing_ok=True)
-
-
-def _write_generation(
-    directory: Path,
-    build_id: str,
-    settings: Settings,
-    embedder: Embedder,
-    store: VectorStore,
-    chunks: list[Chunk],
-    documents: dict[str, DocumentEntry],
-    skipped: dict[str, SkippedEntry],
-    statements: StatementVectors,
-) -> Manifest:
-    """The generation's files, then its manifest (the commit point); returns the manifest written."""
-    record, files = store.commit(directory, build_id)  # FAISS: a new vectors file; Milvus: a flush
-    ordered = sorted(chunks, key=lambda c: (c.source, c.start, c.end))
-    chunk_bytes = json.dumps(
-        {"format_version": FORMAT_VERSION, "chunks": [c.to_json() for c in ordered]}, ensure_ascii=False
-    ).encode("utf-8")
-    for key, name, data in (
-        ("chunks", f"chunks-{build_id}.json", chunk_bytes),
-        ("statements", f"statements-{build_id}.npz", statements.to_bytes()),
-    ):
-        atomic_write(directory / name, data)
-        files[key] = FileEntry.of_bytes(name, data)
-    manifest = Manifest(
-        build_id=build_id,
-        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        corpus=str(settings.corpus_dir),
-        model=ModelInfo(settings.model, store.dim, embedder.max_tokens),
-        store=record,
-        splitter=splitter_config(settings),
-        files=files,
-        documents=documents,
-        skipped=skipped,
-    )
-    write_manifest(directory, manifest)
-    return manifest
 
 
 def _tidy(store: VectorStore, stale: list[str], documents: dict[str, DocumentEntry]) -> None:

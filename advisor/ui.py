@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import re
@@ -441,9 +442,15 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        text = f"Request body over {self.max_bytes // 2**20} MB".encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": text})
+        # JSON, as Gradio's own errors are: the page shows "detail" (a message far over the 4,000-character limit
+        # is refused here, before the page's own length check can run on the server).
+        detail = (
+            f"This request is over {self.max_bytes // 2**20} MB, the most the server reads. A message may have at most "
+            f"{MAX_QUESTION_CHARS:,} characters; shorten it and send it again."
+        )
+        body = json.dumps({"detail": detail, "error": detail}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):

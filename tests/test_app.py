@@ -222,6 +222,12 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         textbox.press("Enter")
         expect(page.get_by_text(re.compile("the limit is 4,000"))).to_be_visible(timeout=20_000)
         assert textbox.input_value() == long_message
+        # So is one over the server's 1 MB body limit, which is refused before the page's own check can run.
+        pasted = "salary " * 200_000
+        textbox.fill(pasted)
+        textbox.press("Enter")
+        expect(page.get_by_text(re.compile("over 1 MB, the most the server reads"))).to_be_visible(timeout=20_000)
+        assert textbox.input_value() == pasted
         textbox.fill("")
         page.screenshot(path=str(ARTIFACTS / "browser-desktop.png"))
 
