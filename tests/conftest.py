@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -89,6 +91,21 @@ def seed_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
     settings = Settings.load(env={}, corpus_dir=SEED_CORPUS, index_dir=index_dir)
     build(settings, embedder=embedder)
     return settings
+
+
+def advisor_cli(*args: str, stdin: str | bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m advisor ARGS` as a user runs it, in the project folder, without the caller's ADVISOR_* variables
+    (``env`` adds variables); text in and out unless ``stdin`` is bytes."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "advisor", *args],
+        input=stdin,
+        cwd=PROJECT_ROOT,
+        env=clean | (env or {}),
+        capture_output=True,
+        text=not isinstance(stdin, bytes),
+        timeout=300,
+    )
 
 
 def free_port() -> int:

@@ -1,19 +1,9 @@
 """The CLI as users run it: a real subprocess, the real model, a temp corpus and index."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
-from advisor.config import PROJECT_ROOT
-from conftest import DATA
-
-
-def run(*args, cwd=PROJECT_ROOT):
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    env = {k: v for k, v in env.items() if not k.startswith("ADVISOR_")}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+from conftest import DATA, advisor_cli
 
 
 def test_index_json_status_and_search(tmp_path):
@@ -23,7 +13,7 @@ def test_index_json_status_and_search(tmp_path):
     shutil.copy(DATA / "binary-data.txt", corpus)
     paths = ["--corpus", str(corpus), "--index", str(index)]
 
-    first = run("-m", "advisor", "index", "--json", *paths)
+    first = advisor_cli("index", "--json", *paths)
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout.strip().splitlines()[-1])
     assert list(result) == ["added", "changed", "removed", "unchanged", "chunks_embedded", "chunks_total"]
@@ -31,30 +21,30 @@ def test_index_json_status_and_search(tmp_path):
     assert "skipped   corpus/binary-data.txt: binary content" in first.stderr
     assert "Batches" in first.stderr  # the embedding progress bar
 
-    fresh = run("-m", "advisor", "index", "--status", *paths)
+    fresh = advisor_cli("index", "--status", *paths)
     assert fresh.returncode == 0 and "up to date" in fresh.stdout
 
     (corpus / "remote.txt").write_text("Remote Work\n\nMost teams let ML engineers work remotely two days a week.\n")
-    stale = run("-m", "advisor", "index", "--status", *paths)
+    stale = advisor_cli("index", "--status", *paths)
     assert stale.returncode == 1 and "corpus/remote.txt" in stale.stdout and "stale" in stale.stdout
 
-    second = run("-m", "advisor", "index", "--json", *paths)
+    second = advisor_cli("index", "--json", *paths)
     update = json.loads(second.stdout.strip().splitlines()[-1])
     assert update["added"] == ["corpus/remote.txt"] and update["unchanged"] == ["corpus/career-notes.md"]
     assert 0 < update["chunks_embedded"] < update["chunks_total"]
 
-    found = run("-m", "advisor", "search", "can I work from home", "-k", "1", *paths)
+    found = advisor_cli("search", "can I work from home", "-k", "1", *paths)
     assert found.returncode == 0 and "[1]" in found.stdout and "corpus/remote.txt" in found.stdout
     assert "remotely two days a week" in found.stdout
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path):
-    missing = run("-m", "advisor", "index", "--corpus", str(tmp_path / "nope"), "--index", str(tmp_path / "index"))
+    missing = advisor_cli("index", "--corpus", str(tmp_path / "nope"), "--index", str(tmp_path / "index"))
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: corpus folder") and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     (tmp_path / "corpus").mkdir()
-    no_index = run("-m", "advisor", "search", "pay", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
+    no_index = advisor_cli("search", "pay", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
     assert no_index.returncode == 2 and "no index in" in no_index.stderr and "python -m advisor index" in no_index.stderr
 
 
@@ -73,25 +63,8 @@ def test_ask_jsonl_contract_round_trip(seed_settings):
         {"question": "Thanks!", "history": []},
     ]
     stdin = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in requests) + "\n"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "advisor",
-            "ask",
-            "--jsonl",
-            "--corpus",
-            str(seed_settings.corpus_dir),
-            "--index",
-            str(seed_settings.index_dir),
-        ],
-        input=stdin,
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = advisor_cli(
+        "ask", "--jsonl", "--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir), stdin=stdin
     )
     assert result.returncode == 0, result.stderr
     replies = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON lines on stdout
@@ -125,17 +98,8 @@ def test_ask_jsonl_answers_every_line_after_hostile_ones(seed_settings):
         b"42",
         ok,
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
-    env |= {"PYTHONPATH": str(PROJECT_ROOT), "PYTHONIOENCODING": "utf-8"}
     paths = ["--corpus", str(seed_settings.corpus_dir), "--index", str(seed_settings.index_dir)]
-    result = subprocess.run(
-        [sys.executable, "-m", "advisor", "ask", "--jsonl", *paths],
-        input=b"\n".join(lines) + b"\n",
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
+    result = advisor_cli("ask", "--jsonl", *paths, stdin=b"\n".join(lines) + b"\n", env={"PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stderr
     nested, undecodable, huge, surrogate, number, answered = (json.loads(line) for line in result.stdout.splitlines())
     assert nested["error"] == "line 1: the JSON is nested too deeply"
@@ -147,9 +111,7 @@ def test_ask_jsonl_answers_every_line_after_hostile_ones(seed_settings):
 
 
 def test_ask_prints_the_answer_and_its_sources(seed_settings):
-    result = run(
-        "-m",
-        "advisor",
+    result = advisor_cli(
         "ask",
         "What percent of ML engineers are women?",
         "--corpus",

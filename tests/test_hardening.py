@@ -1,19 +1,16 @@
 """Bad corpus files, damaged indexes, concurrent builds and empty corpora: nothing lost, clear messages."""
 
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from advisor.config import PROJECT_ROOT, ConfigError, Settings
+from advisor.config import ConfigError, Settings
 from advisor.errors import IndexCorrupt
 from advisor.index import Index, build
 from advisor.manifest import MANIFEST
 from advisor.service import AdvisorService
-from conftest import DATA
+from conftest import DATA, advisor_cli
 
 
 def raw_manifest(directory):
@@ -95,24 +92,8 @@ def test_an_empty_corpus_says_there_is_nothing_to_search(tmp_path, make_settings
     service = AdvisorService(settings)
     answer = service.ask("What do ML engineers earn?")
     assert answer.kind == "empty" and "nothing to search yet" in answer.text and not answer.citations
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "advisor",
-            "ask",
-            "What do ML engineers earn?",
-            "--corpus",
-            str(settings.corpus_dir),
-            "--index",
-            str(settings.index_dir),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = advisor_cli(
+        "ask", "What do ML engineers earn?", "--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir)
     )
     assert result.returncode == 0 and "nothing to search yet" in result.stdout and "Traceback" not in result.stderr
 

@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +11,10 @@ from dataclasses import replace
 import pytest
 
 from advisor.chat import Advisor
-from advisor.config import PROJECT_ROOT, ConfigError, Settings
+from advisor.config import ConfigError, Settings
 from advisor.llm import SYSTEM, Checked, LLMClient, LLMError, answer_messages, check
 from advisor.retrieve import Retriever
+from conftest import advisor_cli
 from llm_server import CONDENSED, ENDLESS, SLOW_SECONDS, FakeLLMServer
 
 SALARY = "What is the average salary for a mid-level machine learning engineer?"
@@ -220,41 +219,21 @@ def test_settings_name_a_missing_model():
         Settings.load(env={"ADVISOR_LLM_BASE_URL": "localhost:11434", "ADVISOR_LLM_MODEL": "m"})
 
 
+def llm_flags(settings: Settings, url: str, model: str) -> list[str]:
+    """The CLI flags for the seed index answered through the LLM server at ``url``."""
+    return ["--corpus", str(settings.corpus_dir), "--index", str(settings.index_dir), "--llm-base-url", url, "--llm-model", model]
+
+
 def test_ask_jsonl_and_eval_run_in_llm_mode(tmp_path, seed_settings, llm_server):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    paths = [
-        "--corpus",
-        str(seed_settings.corpus_dir),
-        "--index",
-        str(seed_settings.index_dir),
-        "--llm-base-url",
-        llm_server.url,
-        "--llm-model",
-        "good",
-    ]
-    ask = subprocess.run(
-        [sys.executable, "-m", "advisor", "ask", "--jsonl", *paths],
-        input=json.dumps({"question": SALARY}),
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    paths = llm_flags(seed_settings, llm_server.url, "good")
+    ask = advisor_cli("ask", "--jsonl", *paths, stdin=json.dumps({"question": SALARY}))
     (reply,) = [json.loads(line) for line in ask.stdout.splitlines()]
     assert reply["grounded"] and reply["answer"].startswith("According to the documents") and reply["sources"][0]["n"] == 1
     golden = tmp_path / "golden.jsonl"
     golden.write_text(
         json.dumps({"question": SALARY, "evidence": ["Mid-Level $120,000"], "answer_any": ["[1]"], "kind": "fact"}) + "\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "advisor", "eval", str(golden), "--json", *paths],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = advisor_cli("eval", str(golden), "--json", *paths)
     scores = json.loads(result.stdout.splitlines()[-1])
     assert result.returncode == 0 and scores["advisor"]["answer_accuracy"] == 1.0 and scores["advisor"]["hit_at_1"] == 1.0
 
@@ -283,29 +262,7 @@ def test_tokens_stream_to_the_ui_and_the_terminal(seed_settings, llm_server):
     history = [{"role": "user", "content": SALARY}, {"role": "assistant", "content": shown[-1]}]
     assert "Mid-Level $120,000" in ui.latest_sources(history)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")} | {"PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "advisor",
-            "ask",
-            SALARY,
-            "--corpus",
-            str(seed_settings.corpus_dir),
-            "--index",
-            str(seed_settings.index_dir),
-            "--llm-base-url",
-            llm_server.url,
-            "--llm-model",
-            "good",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = advisor_cli("ask", SALARY, *llm_flags(seed_settings, llm_server.url, "good"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("According to the documents") and "\nSources:\n[1] corpus/" in result.stdout
 
