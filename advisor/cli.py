@@ -276,28 +276,30 @@ def _ask_jsonl(settings: Settings) -> int:
     _ready(settings)
     advisor = Advisor(settings)
     for number, line in enumerate(_request_lines(sys.stdin.buffer), start=1):
-        if isinstance(line, bytes) and not line.strip():
+        if line is not None and not line.strip():
             continue
         try:
-            if isinstance(line, str):
-                raise ValueError(line)
-            request = json.loads(line.decode("utf-8"))
-            if not isinstance(request, dict):
-                raise TypeError("each line must be a JSON object")
-            question, history = request["question"], request.get("history") or []
-            if not isinstance(question, str) or not isinstance(history, list):
-                raise TypeError("'question' must be a string and 'history' a list")
-            reply = advisor.ask(question, history).to_json()
+            if line is None:
+                problem = f"the line is over {MAX_REQUEST_BYTES // 2**20} MB; send the question and only the recent history"
+            else:
+                request = json.loads(line.decode("utf-8"))
+                if not isinstance(request, dict):
+                    raise TypeError("each line must be a JSON object")
+                question, history = request["question"], request.get("history") or []
+                if not isinstance(question, str) or not isinstance(history, list):
+                    raise TypeError("'question' must be a string and 'history' a list")
+                _print_json(advisor.ask(question, history).to_json())
+                continue
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            # One bad line gets an error reply in its place, so replies stay aligned with requests.
-            reply = {"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {_problem(exc)}"}
-        _print_json(reply)
+            problem = _problem(exc)
+        # One bad line gets an error reply in its place, so replies stay aligned with requests.
+        _print_json({"answer": "", "grounded": False, "sources": [], "error": f"line {number}: {problem}"})
     return 0
 
 
-def _request_lines(stream: BinaryIO) -> Iterator[bytes | str]:
-    """Each line of ``stream`` as bytes, or, for a line over MAX_REQUEST_BYTES, a message saying so (its bytes
-    are skipped unread, so one huge line costs no memory)."""
+def _request_lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """Each line of ``stream`` as bytes, or None for a line over MAX_REQUEST_BYTES (its bytes are skipped unread,
+    so one huge line costs no memory)."""
     while True:
         line = stream.readline(MAX_REQUEST_BYTES + 1)
         if not line:
@@ -307,7 +309,7 @@ def _request_lines(stream: BinaryIO) -> Iterator[bytes | str]:
             continue
         while (rest := stream.readline(MAX_REQUEST_BYTES)) and not rest.endswith(b"\n"):
             pass
-        yield f"the line is over {MAX_REQUEST_BYTES // 2**20} MB; send the question and only the recent history"
+        yield None
 
 
 def _problem(exc: BaseException) -> str:
@@ -317,7 +319,7 @@ def _problem(exc: BaseException) -> str:
         return "the JSON is nested too deeply"
     if isinstance(exc, KeyError):
         return f"missing {exc}"
-    return str(exc) if type(exc) is ValueError else repr(exc)
+    return repr(exc)
 
 
 def _print_json(reply: dict[str, object]) -> None:

@@ -26,7 +26,7 @@ LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 MAX_STEM_BYTES = 120  # leaves room for "-NNN" and the suffix under the usual 255-byte file-name limit
 MAX_CLASHES = 999  # name-2 … name-999, then refuse rather than probe forever
 # The size limit a listing applies when its caller gives none: the setting's default (ADVISOR_MAX_FILE_MB).
-DEFAULT_MAX_BYTES = int(Settings.max_file_mb * 2**20)
+DEFAULT_MAX_BYTES = Settings().max_file_bytes
 
 
 class DocumentRefused(AdvisorError):

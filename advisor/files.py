@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from advisor.errors import REBUILD, IndexCorrupt
+
 BLOCK = 1 << 20
 # What the file types other than a regular file are called in a skip reason.
 _KINDS = (
@@ -127,6 +129,14 @@ def hash_file(path: Path, *, max_bytes: int | None = None, follow_symlinks: bool
         digest.update(block)
         size += len(block)
     return digest.hexdigest(), size
+
+
+def read_checked(path: Path, entry: FileEntry) -> bytes:
+    """The bytes of an index file, which must match the checksum the manifest's ``entry`` gives (IndexCorrupt)."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise IndexCorrupt(f"{path} does not match the manifest (checksum differs); {REBUILD}")
+    return data
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from advisor.errors import (
     IndexUnwritable,
     StoreUnavailable,
 )
-from advisor.files import FileEntry, atomic_write, fsync_dir, remove_temp_files
+from advisor.files import FileEntry, atomic_write, fsync_dir, read_checked, remove_temp_files
 from advisor.load import CorpusFile, LoadError, load_document
 from advisor.manifest import (
     FORMAT_VERSION,
@@ -199,7 +198,7 @@ class Index:
         Its vectors are opened where the manifest says, which may not be the configured store (a build moving them).
         """
         chunk_path = directory / manifest.files["chunks"].name
-        data = _checked(chunk_path, manifest.files["chunks"])
+        data = read_checked(chunk_path, manifest.files["chunks"])
         try:
             chunks = {c.id: c for c in (Chunk.from_json(item) for item in json.loads(data)["chunks"])}
         except (ValueError, KeyError, TypeError) as exc:
@@ -208,7 +207,7 @@ class Index:
         if set(chunks) != set(sources):
             raise IndexCorrupt(f"{chunk_path} and {MANIFEST} list different passages; {REBUILD}")
         statement_path = directory / manifest.files["statements"].name
-        data = _checked(statement_path, manifest.files["statements"])
+        data = read_checked(statement_path, manifest.files["statements"])
         try:
             statements = StatementVectors.from_bytes(data)
         except (ValueError, KeyError, OSError) as exc:
@@ -235,14 +234,6 @@ class Index:
         """The chunks of one document, in text order."""
         entry = self.manifest.documents.get(source)
         return [self.chunks[i] for i in entry.chunk_ids] if entry else []
-
-
-def _checked(path: Path, entry: FileEntry) -> bytes:
-    """The bytes of an index file, which must match the manifest's checksum."""
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != entry.sha256:
-        raise IndexCorrupt(f"{path} does not match {path.parent / MANIFEST} (checksum differs); {REBUILD}")
-    return data
 
 
 def build(
@@ -283,15 +274,19 @@ def apply(build_plan: BuildPlan, *, embedder: Embedder | None = None, progress: 
             raise
         # A read-only index folder (a shared mount, a container image) serves its index as it is.
         log.warning("%s; the index there matches the corpus and is used as it is.", exc)
-        manifest = build_plan.manifest
-        assert manifest is not None
-        return BuildReport(
-            unchanged=build_plan.unchanged,
-            skipped=build_plan.skipped,
-            chunks_total=manifest.passages,
-            documents=len(manifest.documents),
-            seconds=time.perf_counter() - started,
-        )
+        return _nothing_written(build_plan, build_plan.skipped, started)
+
+
+def _nothing_written(p: BuildPlan, skipped: Sequence[Skipped], started: float) -> BuildReport:
+    """The report of a build that left the index on disk as it was: it already serves the plan's corpus."""
+    assert p.manifest is not None
+    return BuildReport(
+        unchanged=p.unchanged,
+        skipped=tuple(skipped),
+        chunks_total=p.manifest.passages,
+        documents=len(p.manifest.documents),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _up_to_date(p: BuildPlan) -> bool:
@@ -325,13 +320,7 @@ def _apply(p: BuildPlan, embedder: Embedder | None, progress: bool, started: flo
         and not (new_chunks or p.corpus_changed or p.move or previous.store.needs_refit(settings.flat_max))
         and skipped_map == previous.manifest.skipped
     ):
-        return BuildReport(
-            unchanged=p.unchanged,
-            skipped=tuple(skipped),
-            chunks_total=len(previous.chunks),
-            documents=len(documents),
-            seconds=time.perf_counter() - started,
-        )
+        return _nothing_written(p, skipped, started)
 
     # Unchanged documents keep their vectors; those of changed, removed and now-unreadable ones go.
     kept = {s: documents[s] for s in p.unchanged} if previous is not None else {}

@@ -83,7 +83,7 @@ class LLMClient:
     def complete(self, messages: list[dict[str, str]], max_tokens: int = MAX_TOKENS, deadline: float | None = None) -> str:
         """The whole reply at once; raises LLMError, also when it takes longer than ``timeout`` in all, or runs past
         ``deadline`` (a ``time.monotonic()`` shared by the calls of one answer)."""
-        http, client = self._connect(self._deadline(deadline))
+        http, client = self._connect(deadline)
         try:
             reply = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=False
@@ -102,7 +102,7 @@ class LLMClient:
     ) -> Iterator[str]:
         """Text pieces as the server sends them; raises LLMError, also when the whole answer takes longer than
         ``timeout`` or runs past ``deadline``."""
-        http, client = self._connect(self._deadline(deadline))
+        http, client = self._connect(deadline)
         try:
             chunks = client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True
@@ -115,11 +115,9 @@ class LLMClient:
         finally:
             http.close()
 
-    def _deadline(self, deadline: float | None) -> float:
-        return min(time.monotonic() + self.timeout, deadline if deadline is not None else float("inf"))
-
-    def _connect(self, deadline: float) -> tuple[httpx2.Client, openai.OpenAI]:
-        """A client for one call whose every connect, TLS handshake, read and write ends by ``deadline``.
+    def _connect(self, deadline: float | None) -> tuple[httpx2.Client, openai.OpenAI]:
+        """A client for one call whose every connect, TLS handshake, read and write ends by ``timeout`` from now,
+        or by ``deadline`` when that comes first.
 
         A timeout for each read alone lets a server that sends a keep-alive now and then (or trickles a token)
         hold an answer for ever; ending each socket operation by one deadline bounds the call however the
@@ -130,7 +128,8 @@ class LLMClient:
 
         limit = httpx2.Timeout(self.timeout, connect=min(5.0, self.timeout))
         http = openai.DefaultHttpxClient(verify=self._ssl, timeout=limit)  # proxies from the environment too
-        backend = _DeadlineBackend(deadline)
+        ends = time.monotonic() + self.timeout
+        backend = _DeadlineBackend(ends if deadline is None else min(ends, deadline))
         # httpx2 has no public hook for its network layer; each of its transports (the direct one and one per
         # proxy) keeps an httpcore2 connection pool, which takes a network backend.
         for transport in (http._transport, *http._mounts.values()):
@@ -179,14 +178,10 @@ def check(text: str, passages: int) -> Checked:
     the text no longer changes; text still changing after ``_ROUNDS`` passes is dropped whole.
     """
     removed = 0
-    cited: list[int] = []
 
     def keep(match: re.Match[str]) -> str:
         nonlocal removed
-        n = int(match.group(1))
-        if 1 <= n <= passages:
-            if n not in cited:
-                cited.append(n)
+        if 1 <= int(match.group(1)) <= passages:
             return match.group(0)
         removed += 1
         return ""
@@ -203,6 +198,9 @@ def check(text: str, passages: int) -> Checked:
         text = _MARKER.sub(keep, text)
         text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
         if text == before:
+            # The passages cited, in order of first use, read from the final text: a marker kept in one pass
+            # may be gone after the next.
+            cited = dict.fromkeys(int(n) for n in _MARKER.findall(text))
             return Checked(text, tuple(cited), removed)
     return Checked("", (), removed)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import math
 import os
 from collections.abc import Collection, Iterable, Sequence
@@ -15,7 +13,7 @@ import faiss
 import numpy as np
 
 from advisor.errors import REBUILD, IndexCorrupt
-from advisor.files import FileEntry
+from advisor.files import FileEntry, read_checked
 
 if TYPE_CHECKING:
     from advisor.config import Settings
@@ -122,13 +120,11 @@ class FaissStore:
         entry = files["vectors"]
         path = directory / entry.name
         size = path.stat().st_size
-        if size != entry.bytes:
+        if size != entry.bytes:  # told apart from other damage, and never read
             raise IndexCorrupt(
                 f"{path} is {size} bytes but the manifest expects {entry.bytes} (truncated or replaced); {REBUILD}"
             )
-        data = path.read_bytes()  # read once: hashed, then handed to faiss from memory
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise IndexCorrupt(f"{path} does not match the manifest (checksum differs); {REBUILD}")
+        data = read_checked(path, entry)  # read once: checked, then handed to faiss from memory
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
@@ -276,9 +272,3 @@ class FaissStore:
         faiss.write_index(self.index, str(path))
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-
-    @classmethod
-    def load(cls, path: Path, sources: dict[int, str] | None = None) -> FaissStore:
-        """Read an index written by ``save``; raises RuntimeError on a damaged file."""
-        index = faiss.read_index(str(path))
-        return cls(index.d, index, sources)
