@@ -36,6 +36,11 @@ COMMAND_SETTINGS = {
 def main(argv: list[str] | None = None, prog: str = "advisor") -> int:
     """Run one command; returns the process exit code (0 ok, 1 stale index or below threshold, 2 error)."""
     quiet_environment()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # the training recipe has flags of its own and needs no index
+        from advisor import train
+
+        return train.main(argv[1:], prog=f"{prog} train")
     args = parser(prog).parse_args(argv)
     # Progress and what a build did go to stdout for `index` and `serve`; elsewhere stdout carries the answer.
     human = sys.stderr if args.command in ("ask", "eval", "search") or getattr(args, "json", False) else sys.stdout
@@ -116,6 +121,7 @@ def parser(prog: str = "advisor") -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--report", type=Path, metavar="FILE", help="write the scores as a Markdown table (docs/results/quality-*.md)"
     )
+    commands.add_parser("train", help="retrain the answer model from train/data (see `advisor train --help`)", add_help=False)
     search = command("search", "print the passages that best match a query")
     search.add_argument("query")
     search.add_argument("--json", action="store_true", help="print the hits as one JSON line")

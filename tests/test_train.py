@@ -1,0 +1,119 @@
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advisor.config import PROJECT_ROOT
+from advisor.train import (
+    Pair,
+    _answers,
+    _batches,
+    _loose,
+    calibrate,
+    logistic,
+    model_input,
+    statement_input,
+)
+
+DATA = PROJECT_ROOT / "train" / "data"
+# Fields kept for testing the advisor: no training document may be about them (issue 24).
+KEPT_OUT = ("machine learning", "data scien", "data analy", "data engineer", "nurse", "nursing", "teacher", "pilot")
+
+
+def test_the_question_side_carries_the_previous_question_only_in_a_follow_up():
+    assert model_input("  and in  Ohio? ") == "and in Ohio?"
+    assert model_input("and in Ohio?", "roofer pay in Texas") == "and in Ohio? [SEP] roofer pay in Texas"
+
+
+def test_the_statement_side_names_the_document_once():
+    assert statement_input("Roofer Pay", "Pay by state: Texas $45,000") == "Roofer Pay › Pay by state: Texas $45,000"
+    assert statement_input("Roofer Pay", "Roofer Pay › Pay: Texas $45,000") == "Roofer Pay › Pay: Texas $45,000"
+
+
+@pytest.mark.parametrize(
+    ("statement", "evidence", "answers"),
+    [
+        ("Master electrician $88,000", "| Master electrician | $88,000 |", True),  # a table row as the writer gave it
+        ("The exam is based heavily on the NEC. It has 80 questions.", "The exam is based heavily on the NEC.", True),
+        ("The exam is based heavily on the NEC.", "The exam is based heavily on the NEC, and on local codes.", True),
+        ("The NEC.", "The exam is based heavily on the NEC, and on local codes.", False),  # a fragment is not it
+        ("Journeyman $61,000", "| Master electrician | $88,000 |", False),
+    ],
+)
+def test_a_statement_is_labelled_by_the_evidence_it_holds(statement, evidence, answers):
+    assert _answers(_loose(statement), _loose(evidence)) is answers
+
+
+def test_batches_keep_each_question_whole_and_use_every_pair_once():
+    pairs = [Pair(g, f"q{g}", f"s{i}", int(i == 0), 0.5, True, "train") for g in range(40) for i in range(g % 7 + 1)]
+    batches = _batches(pairs, 8, random.Random(0))
+    assert sorted(p.statement + p.question for b in batches for p in b) == sorted(p.statement + p.question for p in pairs)
+    for batch in batches:
+        groups = [p.group for p in batch]
+        assert groups == sorted(groups, key=groups.index)  # a question's pairs are next to each other
+
+
+def test_logistic_regression_recovers_known_weights():
+    rng = np.random.RandomState(0)
+    x = rng.randn(5000, 2) * [3.0, 0.2] + [-2.0, 0.5]
+    y = (0.8 * x[:, 0] + 5.0 * x[:, 1] - 1.0 + rng.logistic(size=len(x)) > 0).astype(float)
+    assert np.allclose(logistic(x, y, l2=1e-3), [0.8, 5.0, -1.0], atol=0.25)
+
+
+def test_calibration_separates_answerable_questions_and_picks_the_answer():
+    rng = np.random.RandomState(1)
+    pairs, logits = [], []
+    for g in range(200):
+        answerable = g % 3 != 0
+        for i in range(10):
+            label = int(answerable and i == 3)
+            pairs.append(Pair(g, "q", f"s{i}", label, float(0.5 - 0.01 * i), answerable, "validation"))
+            logits.append(rng.normal(4.0 if label else -2.0, 1.0))
+    record = calibrate(pairs, np.array(logits))
+    metrics = record["metrics"]
+    assert metrics["top1_model"] > 0.95 and metrics["top1_biencoder"] < 0.05  # the cosine ranks the answer 4th
+    assert metrics["auc_model"] > 0.95 and metrics["balanced_accuracy"] > 0.9
+    assert 0 < record["threshold"] < 1 and 0.3 <= record["join"] <= 0.95
+    assert record["combine"]["model"] > 0
+
+
+def test_training_data_is_well_formed_and_keeps_the_test_fields_out():
+    documents = questions = 0
+    occupations = set()
+    for batch in sorted(p for p in DATA.iterdir() if (p / "questions.jsonl").is_file()):
+        names = {p.name for p in (batch / "docs").iterdir()}
+        documents += len(names)
+        for path in (batch / "docs").iterdir():
+            # What a document is about: its name and its title (other jobs may be named in passing).
+            head = path.name.lower() + " " + path.read_text(encoding="utf-8")[:300].lower()
+            assert not any(word in head for word in KEPT_OUT), path
+            occupations.add(path.name.split("-")[0].split("_")[0].split(".")[0])
+        for line in (batch / "questions.jsonl").read_text(encoding="utf-8").splitlines():
+            item = json.loads(line)
+            assert item["doc"] in names and item["kind"] in ("answerable", "unanswerable", "followup", "multi")
+            assert bool(item["evidence"]) == (item["kind"] != "unanswerable")
+            questions += 1
+    assert documents >= 120 and questions >= 6000 and len(occupations) >= 60
+
+
+def test_no_training_document_repeats_the_shipped_articles_or_an_eval_corpus():
+    shingles = set()
+    for path in [*(PROJECT_ROOT / "corpus").iterdir(), *(PROJECT_ROOT / "eval" / "corpora").rglob("*.*")]:
+        if path.is_file() and path.suffix in (".txt", ".md", ".html"):
+            words = _loose(path.read_text(encoding="utf-8", errors="replace")).split()
+            shingles |= {" ".join(words[i : i + 8]) for i in range(len(words) - 7)}
+    for path in DATA.rglob("docs/*"):
+        words = _loose(path.read_text(encoding="utf-8")).split()
+        shared = [" ".join(words[i : i + 8]) for i in range(len(words) - 7) if " ".join(words[i : i + 8]) in shingles]
+        assert not shared, (path, shared[:3])
+
+
+def test_the_shipped_model_card_and_calibration_match_the_data(tmp_path: Path):
+    model = PROJECT_ROOT / "advisor" / "data" / "answer-model"
+    record = json.loads((model / "calibration.json").read_text(encoding="utf-8"))
+    assert (model / "model.safetensors").stat().st_size <= 50 * 2**20
+    assert record["metrics"]["top1_model"] > record["metrics"]["top1_biencoder"]
+    card = (model / "README.md").read_text(encoding="utf-8")
+    assert f"{record['train_pairs']:,}" in card and str(record["threshold"]) in card
