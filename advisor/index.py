@@ -45,7 +45,7 @@ from advisor.plan import BuildPlan, plan, splitter_config
 from advisor.split import split_document
 from advisor.statements import units_of
 from advisor.stores import VectorStore, create_store, open_store, store_mismatch
-from advisor.types import Chunk, Skipped
+from advisor.types import Chunk, Document, Skipped
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +450,20 @@ def index_status(settings: Settings) -> IndexStatus:
     return IndexStatus(True, "index matches the corpus", **base)
 
 
+def passages_of(file: CorpusFile, settings: Settings, embedder: Embedder) -> tuple[Document, list[Chunk]]:
+    """Load one corpus file and split it into passages, as a build does (``advisor train`` cuts its documents
+    the same way). The tokenizer, and so the model, loads only once some file has text to split."""
+    doc = load_document(file, settings.max_file_bytes)
+    chunks = split_document(
+        doc,
+        embedder.tokenizer,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+        max_tokens=embedder.max_tokens,
+    )
+    return doc, chunks
+
+
 def _load_and_split(
     files: tuple[CorpusFile, ...], settings: Settings, embedder: Embedder
 ) -> tuple[dict[str, DocumentEntry], list[Chunk], list[Skipped]]:
@@ -459,15 +473,7 @@ def _load_and_split(
     failed: list[Skipped] = []
     for file in files:
         try:
-            doc = load_document(file, settings.max_file_bytes)
-            # The tokenizer (and so the model) loads only once some file has text to split.
-            doc_chunks = split_document(
-                doc,
-                embedder.tokenizer,
-                chunk_tokens=settings.chunk_tokens,
-                chunk_overlap=settings.chunk_overlap,
-                max_tokens=embedder.max_tokens,
-            )
+            doc, doc_chunks = passages_of(file, settings, embedder)
         except LoadError as exc:
             failed.append(Skipped(file.source, str(exc), file.sha256))
             continue

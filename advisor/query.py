@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -107,11 +107,23 @@ def lexicon_terms() -> frozenset[str]:
     return frozenset(t for _, phrases in lexicon() for phrase in phrases for t in terms(phrase))
 
 
-def synonyms(question: str, known: Container[str]) -> dict[str, frozenset[str]]:
+def synonyms(
+    question: str, known: Container[str], kin: Callable[[str], Sequence[str]] | None = None
+) -> dict[str, frozenset[str]]:
     """For each stem of the question's words that a lexicon group matches: the stems of the group's other
     phrases that the corpus uses (``known``, every word of a phrase). A phrase's own stems map to all of them.
+
+    ``kin``, when given, maps a word the corpus never uses to corpus words meaning nearly the same (see
+    ``kin.Kin``): "hires" -> "employ", so the corpus's way of saying it is searched for and counts as saying it.
     """
     found: dict[str, set[str]] = {}
+    if kin is not None:
+        for word in content_words(question):
+            stems = terms(word)
+            if stems and not any(t in known for t in stems):
+                related = {t for other in kin(word) for t in terms(other) if t in known}
+                for stem in stems:
+                    found.setdefault(stem, set()).update(related)
     for patterns, phrases in lexicon():
         matched = [m.group() for pattern in patterns for m in pattern.finditer(question)]
         if not matched:
@@ -143,11 +155,13 @@ def build_query(
     history: Sequence[dict[str, Any]] = (),
     known: Container[str] = (),
     correct: Any = None,
+    kin: Callable[[str], Sequence[str]] | None = None,
 ) -> Query:
     """The query for ``question``, blending in earlier user questions when it is a follow-up.
 
     ``known`` holds the corpus's stems (synonyms are added only where the corpus uses them); ``correct``,
-    when given, maps a question to (corrected question, corrections) — see ``spelling.Speller``.
+    when given, maps a question to (corrected question, corrections) — see ``spelling.Speller``; ``kin``, when
+    given, finds the corpus's words for a word it lacks (see ``synonyms``).
     """
     question = " ".join(question.split())
     corrected: tuple[tuple[str, str], ...] = ()
@@ -167,13 +181,13 @@ def build_query(
                 break
     weights: dict[str, float] = {}
     for previous in context:
-        for others in synonyms(previous, known).values():
+        for others in synonyms(previous, known, kin).values():
             for other in others:
                 weights[other] = max(weights.get(other, 0.0), HISTORY_WEIGHT * SYNONYM_WEIGHT)
         for term in terms(previous):
             weights[term] = max(weights.get(term, 0.0), HISTORY_WEIGHT)
     # The current question's words replace whatever weight they had from earlier turns.
-    own_synonyms = synonyms(question, known)
+    own_synonyms = synonyms(question, known, kin)
     for others in own_synonyms.values():
         for other in others:
             weights[other] = max(weights.get(other, 0.0) if other not in terms(question) else 0.0, SYNONYM_WEIGHT)

@@ -11,6 +11,7 @@ from advisor.config import Settings
 from advisor.embed import Embedder, get_embedder
 from advisor.errors import CorpusEmpty
 from advisor.index import Index
+from advisor.kin import Kin
 from advisor.lexical import LexicalIndex, terms
 from advisor.query import Query, build_query
 from advisor.spelling import Speller
@@ -36,6 +37,8 @@ class Retriever:
         self.lexical = LexicalIndex(texts)
         # Misspellings are corrected to the corpus's own words, so the dictionary is rebuilt with each index.
         self.speller = Speller(texts)
+        # A question's word the corpus never uses is looked up among the corpus's words by meaning ("hires").
+        self.kin = Kin(texts, embedder.embed_passages)
         self._embedded: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -71,8 +74,8 @@ class Retriever:
 
     def query(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Query:
         """The query for ``question`` (and its history) in this corpus's words: spelling corrected against its
-        vocabulary, synonyms of the careers lexicon added where the corpus uses them."""
-        return build_query(question, history, known=self.lexical.df, correct=self.speller)
+        vocabulary, synonyms and words it lacks mapped to those it uses."""
+        return build_query(question, history, known=self.lexical.df, correct=self.speller, kin=self.kin)
 
     def matching(self, text: str, k: int) -> list[int]:
         """The ids of the ``k`` passages whose words best match ``text`` (BM25, every word alike), best first."""

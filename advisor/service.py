@@ -50,9 +50,8 @@ class AdvisorService:
 
     def _load(self) -> Advisor:
         retriever = Retriever.open(self.settings)
-        advisor = Advisor(self.settings, retriever=retriever)
-        advisor.answer_model.load()  # the answer model loaded now, not when the first person asks
-        return advisor
+        retriever.kin.warm()  # the corpus's words embedded now, not when someone first types a word it lacks
+        return Advisor(self.settings, retriever=retriever)
 
     @property
     def advisor(self) -> Advisor:

@@ -87,26 +87,8 @@ class Speller:
                 self._symspell.create_dictionary_entry(word, count)
 
     @functools.cached_property
-    def _capitals(self) -> frozenset[str]:
-        return frozenset(w for text in self._texts for w in re.findall(r"\b[A-Z]{2,5}\b", text))
-
-    @functools.cached_property
     def _acronyms(self) -> dict[str, str]:
         return _acronyms(self._texts)
-
-    def spelled_out(self, text: str) -> str:
-        """``text`` with each acronym of a corpus phrase followed by that phrase ("ML engineers" -> "ML (machine
-        learning) engineers"), so a reader of the words alone (the answer model) sees what the corpus calls it."""
-
-        def expand(match: re.Match[str]) -> str:
-            word = match.group()
-            lower = word.lower()
-            # Typed in capitals, or in lower case where the corpus writes it in capitals ("ml" for its "ML").
-            typed_as_acronym = word.isupper() or (word.upper() in self._capitals and lower not in STOPWORDS)
-            phrase = self._acronyms.get(lower) if typed_as_acronym else None
-            return f"{word} ({phrase})" if phrase and phrase not in text.lower() else word
-
-        return re.sub(r"\b[A-Za-z]{2,5}\b", expand, text)
 
     def word(self, word: str) -> str:
         """``word`` corrected, or unchanged when it is known, too short or has no close corpus word."""

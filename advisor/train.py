@@ -78,8 +78,8 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
     """Write the labelled pairs of every batch under ``data_dir`` to ``out`` (gzipped JSON lines); return counts."""
     from advisor.config import Settings
     from advisor.embed import get_embedder
-    from advisor.load import load_document, scan_corpus
-    from advisor.split import split_document
+    from advisor.index import passages_of
+    from advisor.load import scan_corpus
     from advisor.statements import units_of
 
     settings = Settings.load()
@@ -95,14 +95,7 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
             # doc name -> [(model text, loose text, loose lines of a whole list or table)]
             statements: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
             for file in files:
-                doc = load_document(file, settings.max_file_bytes)
-                chunks = split_document(
-                    doc,
-                    embedder.tokenizer,
-                    chunk_tokens=settings.chunk_tokens,
-                    chunk_overlap=settings.chunk_overlap,
-                    max_tokens=embedder.max_tokens,
-                )
+                _, chunks = passages_of(file, settings, embedder)
                 seen: set[str] = set()
                 found = []
                 for chunk in chunks:
@@ -451,9 +444,9 @@ def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _default_out() -> Path:
-    from advisor.config import ANSWER_MODEL_DIR
+    from advisor.config import PROJECT_ROOT
 
-    return ANSWER_MODEL_DIR
+    return PROJECT_ROOT / "advisor" / "data" / "answer-model"
 
 
 def recalibrate(pairs: list[Pair], out: Path, device: str = "cpu") -> dict[str, Any]:

@@ -38,7 +38,9 @@ def test_questions_outside_the_corpus_are_declined_plainly(advisor, question):
     assert sum(1 for line in answer.text.splitlines() if line.startswith("- ")) == 3
 
 
-@pytest.mark.parametrize("message", ["Hi there!", "hello", "Thanks, that was helpful!", "Good morning", "Who are you?", "bye"])
+@pytest.mark.parametrize(
+    "message", ["Hi there!", "hello", "Thanks, that was helpful!", "Good morning", "Who are you?", "are you a bot?", "bye"]
+)
 def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
     answer = advisor.ask(message)
     assert answer.kind == "chitchat" and not answer.citations and not answer.grounded

@@ -197,6 +197,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
     for path, folder, size in (
         (blind / "seeds-r7.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "careers-r7.jsonl", CAREERS, 40),
+        (blind / "seeds-r8.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "pilots-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "pilots", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)

