@@ -10,7 +10,12 @@
    model's score and the bi-encoder's cosine gives a probability, and one answerability threshold is chosen.
 
 The fit step needs only numpy, torch and transformers, so this file also runs by itself on a machine without
-the rest of the project (``python advisor/train.py fit --pairs pairs.jsonl.gz``) to train on an accelerator.
+the rest of the project, to train on an accelerator. From the repository root::
+
+    python -c "import runpy, sys; sys.argv = ['train', *sys.argv[1:]]; runpy.run_path('advisor/train.py', run_name='__main__')" \
+        fit --pairs pairs.jsonl.gz --base BASE_MODEL_DIR --out OUT_DIR --device cuda
+
+(``python advisor/train.py`` would put ``advisor/`` first on the path, where ``types.py`` hides the standard one.)
 """
 
 from __future__ import annotations
