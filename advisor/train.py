@@ -128,7 +128,7 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
                 found = statements.get(q["doc"])
                 if not found or q.get("kind") not in KINDS:
                     continue
-                evidence = [_loose(e) for e in q.get("evidence") or [] if _loose(e)]
+                evidence = [e for e in map(_loose, q.get("evidence") or []) if e]
                 labels = [_label(loose, lines, evidence) for _, loose, lines in found]
                 answerable = bool(evidence)
                 if answerable and not any(labels):
@@ -370,9 +370,10 @@ def calibrate(pairs: Sequence[Pair], logits: np.ndarray) -> dict[str, Any]:
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(pairs):
         groups.setdefault(p.group, []).append(i)
+    # Each question's candidates, closest first, as the answerer would hand them to the model.
+    candidates = [sorted(members, key=lambda i: -dense[i])[:CANDIDATES] for members in groups.values()]
     best_model, best_dense, answerable, top_model, top_dense = [], [], [], [], []
-    for members in groups.values():
-        members = sorted(members, key=lambda i: -dense[i])[:CANDIDATES]
+    for members in candidates:
         if pairs[members[0]].answerable and not any(labels[i] for i in members):
             continue  # its answer is not among the candidates: a first-stage miss, not the model's
         best = max(members, key=lambda i: combined[i])
@@ -385,7 +386,7 @@ def calibrate(pairs: Sequence[Pair], logits: np.ndarray) -> dict[str, Any]:
     truth = np.array(answerable)
     scores = np.array(best_model)
     threshold, balanced = _threshold(scores, truth)
-    join, f1 = _join(pairs, groups, combined, labels, threshold)
+    join, f1 = _join(pairs, candidates, combined, labels, threshold)
     return {
         "combine": {"model": float(weights[0]), "dense": float(weights[1]), "bias": float(weights[2])},
         "threshold": threshold,
@@ -416,15 +417,14 @@ def _threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def _join(
-    pairs: Sequence[Pair], groups: dict[int, list[int]], combined: np.ndarray, labels: np.ndarray, threshold: float
+    pairs: Sequence[Pair], candidates: list[list[int]], combined: np.ndarray, labels: np.ndarray, threshold: float
 ) -> tuple[float, float]:
     """The share of the best statement's probability another must reach to join the answer: the one whose
-    chosen statements best match the answering ones (mean F1 over answerable questions)."""
+    chosen statements best match the answering ones (mean F1 over answerable questions' candidates)."""
     best, cut = -1.0, 0.8
     for share in np.arange(0.3, 1.0, 0.05):
         f1s = []
-        for members in groups.values():
-            members = sorted(members, key=lambda i: -pairs[i].dense)[:CANDIDATES]
+        for members in candidates:
             if not pairs[members[0]].answerable or not any(labels[i] for i in members):
                 continue
             top = max(combined[i] for i in members)

@@ -1,12 +1,11 @@
 """Check a training batch: every line well formed, every evidence an exact substring of its document's text."""
 
+import html
 import json
 import re
 import sys
 from collections import Counter
 from pathlib import Path
-
-import html
 
 KINDS = {"answerable", "unanswerable", "followup", "multi"}
 
