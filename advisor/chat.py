@@ -7,12 +7,11 @@ import logging
 import re
 import time
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from advisor.answerable import Answerability, Signals, get_answerability
 from advisor.answer import PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators, rank_statements
 from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
@@ -35,12 +34,16 @@ MAX_HISTORY_MESSAGES = 12
 MAX_ANSWER_CHARS = 8000
 BACKGROUND_WEIGHT = 0.3  # words of a long message's background, in BM25 for each of its questions
 
-# Whether a question is outside the documents is judged by the answerability model (answerable.py), fitted by
-# `advisor train` on the signals `_judge` computes. What the question's words weigh: each by its rarity in the
-# corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of the COMMON
-# (spelling.py) most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
+# When is a question outside the documents? Judged on the question's own words, each weighted by its rarity
+# in the corpus; a word the corpus never uses counts as rare as can be (a quarter of that when it is one of
+# the COMMON (spelling.py) most frequent English words, or shorthand of three letters or fewer: "necessary" and "pls" rarely
 # carry what a question is about, "nurse" does).
-CLOSE = 0.55  # cosine of the question and a statement that means nearly the same (an FAQ's own answer stands)
+# These are round priors, not values fitted to a question set:
+UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents can't answer it
+UNKNOWN_DOUBT = 1 / 3  # a third: declined unless the best statement is plainly close in meaning
+CLOSE = 0.55  # cosine of the question and a statement that means nearly the same
+RELATED = 0.45  # cosine below which the words found must carry the answer
+FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
@@ -194,16 +197,55 @@ class Advisor:
         """The composed (no-LLM) answer to one question, the query it was read as, and the passages found."""
         query = self._query(question, history, background, deadline)
         hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
-        judged = self._judge(query, hits) if hits else None
-        if judged is None:
+        if not hits:
+            return self.decline(query), query, hits
+        passages = hits[:PASSAGES] + [h for h in self._cited_before(query, hits) if h not in hits[:PASSAGES]]
+        vectors = [self.retriever.embed(query.question)]
+        if query.followup:
+            vectors.append(self.retriever.embed(query.text))
+        ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
+        if not _ASKS_FOR_QUESTIONS.search(query.text):  # the conversation so far, for a follow-up
+            # A statement that is itself a question (an interview question the documents list, an FAQ heading
+            # said in the text) answers nothing: "What is overfitting?" listed is no answer to "explain overfitting".
+            ranked = [s for s in ranked if not s.unit.text.rstrip().endswith("?")]
+        if not ranked:
             return self.decline(query, hits), query, hits
-        if not self.answerability.answers(judged.signals):
-            # Name what the corpus never mentions (a job, place or employer the question names), or failing that
-            # the named things the best statements are not about, or the words the corpus lacks.
-            lacking = judged.unmentioned or judged.elsewhere
-            words = () if lacking else judged.unknown_words
-            return self.decline(query, hits, judged.unmentioned or words, not_about=judged.elsewhere), query, hits
-        ranked, asked, restricted = judged.ranked, judged.asked, judged.restricted
+        # A question naming a job, place, employer or year is answered only by statements about it ("data scientists' pay"
+        # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
+        asked = facets(query.question)
+        vocabulary = self.retriever.lexical.df
+        unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
+        if any(not any(f.known(vocabulary) for f in asked if f.kind == kind) for kind in {f.kind for f in asked}):
+            return self.decline(query, hits, unmentioned), query, hits
+        restricted = False
+        if asked:
+            fitting = self._about(asked, query, ranked, passages, hits, vectors)
+            if not fitting:
+                # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
+                # pay ML engineers?"), or every facet when they leave out none by itself.
+                known = [f for f in asked if f.known(vocabulary)]
+                lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
+                return self.decline(query, hits, unmentioned, not_about=tuple(f.typed for f in lacking or known)), query, hits
+            restricted, ranked = fitting[0] is not ranked[0], fitting
+        # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
+        # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
+        lead = ranked[0]
+        own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
+        if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
+            # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
+            # meaning, answers instead, or the documents don't give one.
+            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * lead.dense]
+            if not figures:
+                return self.decline(query, hits, no_figure=True), query, hits
+            ranked = figures + [s for s in ranked if s not in figures]
+        unknown, missing = self._uncovered(query, ranked[0])
+        closeness = max(ranked[0].dense, hits[0].dense)
+        if (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (unknown.share >= UNKNOWN_DOUBT and closeness < RELATED):
+            return self.decline(query, hits, unknown.words), query, hits
+        # A follow-up's own words are few ("And at the senior level?"); those of the question it continues need
+        # not all be in one statement, so only a word the corpus lacks gets it declined here.
+        if missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words):
+            return self.decline(query, hits), query, hits
         advice = bool(_ADVICE.search(question))
         answer, chosen = compose(ranked, hits, query.question, advice=advice)
         if not answer.grounded:
@@ -222,75 +264,6 @@ class Advisor:
             note = f"My documents don't say this about {_quoted(gaps.words)}; here is what they do say:"
             answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
         return answer, query, hits
-
-    @functools.cached_property
-    def answerability(self) -> Answerability:
-        """The fitted judgement of whether the documents answer a question (read once)."""
-        return get_answerability()
-
-    def judge(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Judged | None:
-        """How the answerer sees ``question`` before composing: its ranked statements and answerability signals
-        (None when nothing is found). `advisor train` fits the answerability model on exactly these signals."""
-        _, rest = small_talk(" ".join(valid_text(question or "").split()))
-        questions, background = split_message(rest)
-        query = self._query(questions[0] if questions else rest, bound_history(history), background)
-        hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
-        return self._judge(query, hits) if hits else None
-
-    def _judge(self, query: Query, hits: list[Hit]) -> Judged | None:
-        passages = hits[:PASSAGES] + [h for h in self._cited_before(query, hits) if h not in hits[:PASSAGES]]
-        vectors = [self.retriever.embed(query.question)]
-        if query.followup:
-            vectors.append(self.retriever.embed(query.text))
-        ranked = rank_statements(query, passages, vectors, self._statement_vectors, self.retriever.lexical)
-        if not _ASKS_FOR_QUESTIONS.search(query.text):  # the conversation so far, for a follow-up
-            # A statement that is itself a question (an interview question the documents list, an FAQ heading
-            # said in the text) answers nothing: "What is overfitting?" listed is no answer to "explain overfitting".
-            ranked = [s for s in ranked if not s.unit.text.rstrip().endswith("?")]
-        if not ranked:
-            return None
-        # A question naming a job, place, employer or year is answered by statements about it ("data scientists' pay"
-        # is not answered by ML engineers' pay) when some are about as close in meaning as the best statement.
-        asked = facets(query.question)
-        vocabulary = self.retriever.lexical.df
-        unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
-        known = [f for f in asked if f.known(vocabulary)]
-        fitting = self._about(asked, query, ranked, passages, hits, vectors) if known else []
-        lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
-        top = ranked[:5]
-        lead = ranked[0]
-        unknown, missing = self._uncovered(query, lead)
-        signals = Signals(
-            lead_dense=lead.dense,
-            lead_cover=lead.cover,
-            lead_score=lead.score,
-            hit_dense=hits[0].dense,
-            hit_score=hits[0].score,
-            unknown=unknown.share,
-            found=missing.found,
-            facets=len(asked),
-            unknown_facets=len(unmentioned),
-            fitting=bool(fitting),
-            quantity=asks_quantity(query.question),
-            lead_figure=has_figure(lead),
-            any_figure=any(has_figure(s) for s in top),
-            followup=query.followup,
-            max_cover=max(s.cover for s in top),
-            words=len(content_words(query.question)),
-        )
-        restricted = bool(fitting) and fitting[0] is not ranked[0]
-        if fitting:
-            ranked = fitting
-        # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
-        # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs". Otherwise a question
-        # for a number is answered first by the statements that give one.
-        lead = ranked[0]
-        own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
-        if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
-            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * lead.dense]
-            ranked = figures + [s for s in ranked if s not in figures]
-        elsewhere = tuple(f.typed for f in (lacking or known)) if known and not fitting else ()
-        return Judged(ranked, tuple(asked), restricted, signals, unmentioned, elsewhere, unknown.words)
 
     def _about(
         self,
@@ -520,20 +493,6 @@ class Advisor:
         final = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", checked.text)
         citations = tuple(Citation(number[old], given[old - 1], ()) for old in checked.cited)
         yield Answer(final, citations, kind="answer", hits=tuple(hits))
-
-
-@dataclass(frozen=True)
-class Judged:
-    """A question as the answerer sees it before composing: its statements best first (those about the jobs or
-    places it names, when some are close), and the signals its answerability is judged on."""
-
-    ranked: list[Statement]
-    asked: tuple[Facet, ...]  # the jobs, places, employers and years it names
-    restricted: bool  # the best statements are those about what it names, not the closest overall
-    signals: Signals
-    unmentioned: tuple[str, ...]  # named things the corpus never mentions, as typed
-    elsewhere: tuple[str, ...]  # named things the corpus mentions but no close statement is about
-    unknown_words: tuple[str, ...]  # the question's words the corpus never uses
 
 
 class _Share:

@@ -445,66 +445,6 @@ def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-# --- answerability (needs the project: the whole answerer up to composing) ---------------------
-
-KEEP = 0.9  # the threshold keeps at least this share of the validation split's answerable questions answered
-
-
-def fit_answerability(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION, work: Path | None = None) -> dict[str, Any]:
-    """Fit the answerability model (``answerable.Answerability``) and write it to ``out``; return its record.
-
-    Each batch's documents are indexed as a corpus of their own (in ``work``, a temporary folder by default) and
-    each question goes through the answerer as a user's would, up to the signals it judges answerability on.
-    A logistic regression learns answerable vs. not from the training batches; on the validation batches
-    (occupations it never saw) the threshold is the highest that keeps ``KEEP`` of the answerable questions.
-    """
-    import tempfile
-    from dataclasses import replace
-
-    from advisor.answerable import Signals
-    from advisor.chat import Advisor
-    from advisor.config import Settings
-    from advisor.index import build
-
-    rows: dict[str, list[tuple[list[float], bool]]] = {"train": [], "validation": []}
-    with tempfile.TemporaryDirectory() as scratch:
-        for batch in sorted(p for p in data_dir.iterdir() if (p / "questions.jsonl").is_file()):
-            split = "validation" if batch.name in validation else "train"
-            settings = replace(Settings.load(), corpus_dir=batch / "docs", index_dir=(work or Path(scratch)) / batch.name)
-            build(settings)
-            advisor = Advisor(settings)
-            for line in (batch / "questions.jsonl").read_text(encoding="utf-8").splitlines():
-                q = json.loads(line) if line.strip() else {}
-                if q.get("kind") not in ("answerable", "unanswerable", "followup"):
-                    continue  # a several-question message is judged question by question: its parts aren't labelled
-                judged = advisor.judge(q["question"], q.get("history") or [])
-                if judged is not None:
-                    rows[split].append((judged.signals.vector(), bool(q.get("evidence"))))
-    (x_train, y_train), (x_val, y_val) = (
-        (np.array([r for r, _ in rows[s]]), np.array([a for _, a in rows[s]])) for s in ("train", "validation")
-    )
-    weights = logistic(x_train, y_train.astype(float))
-    probability = 1 / (1 + np.exp(-(x_val @ weights[:-1] + weights[-1])))
-    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
-    threshold = float(max((t for t in grid if (probability[y_val] >= t).mean() >= KEEP), default=0.5))
-    record = {
-        "features": Signals.names(),
-        "weights": [round(float(w), 6) for w in weights[:-1]],
-        "bias": round(float(weights[-1]), 6),
-        "threshold": threshold,
-        "keep": KEEP,
-        "metrics": {
-            "train_questions": len(y_train),
-            "validation_questions": len(y_val),
-            "validation_auc": round(_auc(probability, y_val), 4),
-            "validation_answered": round(float((probability[y_val] >= threshold).mean()), 4),
-            "validation_declined": round(float((probability[~y_val] < threshold).mean()), 4),
-        },
-    }
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return record
-
-
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -530,12 +470,9 @@ def recalibrate(pairs: list[Pair], out: Path, device: str = "cpu") -> dict[str, 
 
 
 def main(argv: Iterable[str] | None = None, prog: str = "advisor train") -> int:
-    """`answerability` (the default), or the cross-encoder's `prepare`, `fit`, both (`model`) or `calibrate`: see
-    the module docstring."""
+    """`prepare`, `fit`, or both (the default): see the module docstring."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "step", nargs="?", choices=("answerability", "model", "prepare", "fit", "calibrate"), default="answerability"
-    )
+    parser.add_argument("step", nargs="?", choices=("all", "prepare", "fit", "calibrate"), default="all")
     parser.add_argument("--data", type=Path, default=None, help="training data folder (default: train/data)")
     parser.add_argument("--pairs", type=Path, default=None, help="pairs file written by prepare, read by fit")
     parser.add_argument("--base", type=Path, default=None, help="model to start from (default: the packaged MiniLM)")
@@ -549,13 +486,7 @@ def main(argv: Iterable[str] | None = None, prog: str = "advisor train") -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     root = Path(__file__).resolve().parent.parent
     pairs_path = args.pairs or root / "train" / "pairs.jsonl.gz"
-    if args.step == "answerability":  # what the app uses
-        from advisor.answerable import ANSWERABILITY_FILE
-
-        record = fit_answerability(args.data or root / "train" / "data", args.out or ANSWERABILITY_FILE)
-        print(json.dumps(record["metrics"]))
-        return 0
-    if args.step in ("model", "prepare"):
+    if args.step in ("all", "prepare"):
         counts = prepare(args.data or root / "train" / "data", pairs_path)
         (pairs_path.parent / "counts.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(counts))
@@ -563,7 +494,7 @@ def main(argv: Iterable[str] | None = None, prog: str = "advisor train") -> int:
         out = args.out or _default_out()
         record = recalibrate(read_pairs(pairs_path), out, device=args.device)
         print(json.dumps(record["metrics"]))
-    if args.step in ("model", "fit"):
+    if args.step in ("all", "fit"):
         base = args.base
         if base is None:
             from advisor.config import PACKAGED_MODEL
