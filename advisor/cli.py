@@ -11,8 +11,8 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from collections.abc import Iterator
-from typing import BinaryIO, TextIO
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, TextIO
 
 from advisor import stores
 from advisor.config import PROJECT_ROOT, Settings, add_arguments, quiet_environment
@@ -141,6 +141,11 @@ def _log_to(stream: TextIO, level: int) -> None:
 
 def _serve(settings: Settings) -> int:
     """Bring the index up to date, load the model once, and serve the chat (blocks until stopped)."""
+    # Checked first, so a second copy of the app says so at once instead of building, announcing and failing.
+    taken = port_in_use(settings.host, settings.port)
+    if taken:
+        print(_port_error(settings, taken), file=sys.stderr)
+        return 2
     try:
         report = build(settings, progress=True, wait=WAIT_SECONDS)
         print(format_report(report, settings), flush=True)
@@ -154,10 +159,37 @@ def _serve(settings: Settings) -> int:
     print(f"Career Advisor is serving on http://{settings.host}:{settings.port} ({mode})", flush=True)
     try:
         launch(service)
-    except OSError as exc:  # e.g. the port is taken
-        print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+    except OSError as exc:  # the port was taken since the check (Gradio's message names its own variables)
+        print(_port_error(settings, port_in_use(settings.host, settings.port) or str(exc)), file=sys.stderr)
         return 2
     return 0
+
+
+def port_in_use(host: str, port: int) -> str:
+    """Why the app could not listen on ``host:port`` ("Address already in use"), or "" when it can."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host} ({exc.strerror or exc})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As the server itself will bind: a port left in TIME_WAIT by an earlier run counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
+def _port_error(settings: Settings, reason: str) -> str:
+    other = settings.port + 1 if settings.port < 65535 else 7860
+    return (
+        f"error: cannot serve on {settings.host}:{settings.port}: {reason} (is Career Advisor already running?); "
+        f"choose another port with --port {other} or ADVISOR_PORT={other}"
+    )
 
 
 def _index(settings: Settings, full: bool, as_json: bool, wait: float, out: TextIO) -> int:
@@ -339,6 +371,22 @@ def _print_json(reply: dict[str, object]) -> None:
     print(line, flush=True)
 
 
+def _progress(label: str, as_json: bool) -> Callable[[Sequence[Any]], Iterable[Any]] | None:
+    """A progress bar over a golden set's questions, on a terminal only: nothing is added to `--json` output
+    or to a log when stderr is piped."""
+    if as_json or not sys.stderr.isatty():
+        return None
+    import shutil
+
+    from tqdm import tqdm
+
+    # The terminal's size as shutil reads it: one that reports none (0 x 0) gets 80 x 24, not a hidden bar.
+    size = shutil.get_terminal_size()
+    return lambda items: tqdm(
+        items, desc=label, unit="question", file=sys.stderr, leave=False, ncols=size.columns, nrows=size.lines
+    )
+
+
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -362,9 +410,10 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     items = read_golden(path)
     _ready(settings)
     advisor = Advisor(replace(settings, top_k=max(settings.top_k, 10)))
-    ours = evaluate(advisor.ask, items)
+    ours = evaluate(advisor.ask, items, _progress("advisor", args.json))
     store = advisor.retriever.index.store.label()
-    naive = evaluate(NaiveRecipe(settings.corpus_dir, get_embedder(settings.model)).ask, items)
+    naive_recipe = NaiveRecipe(settings.corpus_dir, get_embedder(settings.model))
+    naive = evaluate(naive_recipe.ask, items, _progress("naive recipe", args.json))
     scores, baseline = summarize(ours), summarize(naive)
     if results is not None:
         with results.open("w", encoding="utf-8") as out:

@@ -1,5 +1,7 @@
 """Domain errors whose messages name the bad value and the fix."""
 
+import re
+
 
 class AdvisorError(Exception):
     """Base class: the message is meant for the user, not a traceback."""
@@ -47,3 +49,8 @@ class StoreUnavailable(AdvisorError):
 
 # The fix named by every message about an index that cannot be used as it is.
 REBUILD = "run `python -m advisor index --full` to rebuild it"
+
+
+def without_fix(message: str) -> str:
+    """``message`` without its advice to rebuild the index: what is said while that rebuild is under way."""
+    return re.sub(r"; run `python -m advisor index[^`]*` to rebuild it$", "", message)

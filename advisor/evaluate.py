@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -126,10 +126,15 @@ def judge(item: GoldenItem, answer: Answer) -> Result:
     return Result(item, answer, rank, correct, not answer.grounded and not answer.citations, valid, verified, words)
 
 
-def evaluate(ask: Callable[[str, Sequence[dict[str, Any]]], Answer], items: Sequence[GoldenItem]) -> list[Result]:
-    """Ask every item's question (with its history, replayed) and judge the answers."""
+def evaluate(
+    ask: Callable[[str, Sequence[dict[str, Any]]], Answer],
+    items: Sequence[GoldenItem],
+    progress: Callable[[Sequence[GoldenItem]], Iterable[GoldenItem]] | None = None,
+) -> list[Result]:
+    """Ask every item's question (with its history, replayed) and judge the answers; ``progress`` wraps the items
+    (a progress bar) when given."""
     results = []
-    for item in items:
+    for item in progress(items) if progress else items:
         history = replay(ask, item.history)
         results.append(replace(judge(item, ask(item.question, history)), history=tuple(history)))
     return results

@@ -27,6 +27,7 @@ from advisor.errors import (
     IndexMismatch,
     IndexUnwritable,
     StoreUnavailable,
+    without_fix,
 )
 from advisor.files import FileEntry, atomic_write, fsync_dir, read_checked, remove_temp_files
 from advisor.load import CorpusFile, LoadError, load_document
@@ -372,7 +373,7 @@ def _open_previous(p: BuildPlan) -> tuple[BuildPlan, Index | None]:
     except (IndexCorrupt, FileNotFoundError, StoreUnavailable) as exc:
         if isinstance(exc, StoreUnavailable) and not p.move:
             raise  # the configured database is down: a rebuild would fail too, and say less
-        return p.rebuild_all(f"the existing index cannot be used ({exc})"), None
+        return p.rebuild_all(f"the existing index cannot be used ({without_fix(str(exc))})"), None
 
 
 def _store_to_write(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from advisor.config import Settings
-from advisor.errors import REBUILD, CorpusMissing, IndexCorrupt, IndexMismatch, IndexMissing
+from advisor.errors import REBUILD, CorpusMissing, IndexCorrupt, IndexMismatch, IndexMissing, without_fix
 from advisor.load import LOADER_VERSION, CorpusFile, scan_corpus
 from advisor.manifest import Manifest, manifest_stamp, read_manifest
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION
@@ -84,7 +84,9 @@ def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
         move = store_mismatch(manifest.store, settings)
     why = "a full rebuild was requested" if full else mismatch
     if unusable:  # whatever else was asked: nothing on disk can be reused
-        why = f"the existing index cannot be used ({unusable})"
+        # Said while rebuilding it: the advice to run a rebuild (kept for `--status`) would tell the user to do
+        # what is being done.
+        why = f"the existing index cannot be used ({without_fix(unusable)})"
     documents = manifest.documents if manifest else {}
     old_skipped = manifest.skipped if manifest else {}
     added, changed, unchanged, to_load = [], [], [], []

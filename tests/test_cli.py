@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import socket
+import time
 
 from conftest import DATA, advisor_cli
 
@@ -46,6 +48,20 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     (tmp_path / "corpus").mkdir()
     no_index = advisor_cli("search", "pay", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
     assert no_index.returncode == 2 and "no index in" in no_index.stderr and "python -m advisor index" in no_index.stderr
+
+
+def test_a_taken_port_is_said_at_once_with_our_own_setting_and_nothing_is_announced(tmp_path):
+    with socket.socket() as other:  # another copy of the app, or anything else, listening there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = time.monotonic()
+        taken = advisor_cli("serve", "--port", str(port), "--index", str(tmp_path / "index"))
+    assert taken.returncode == 2 and time.monotonic() - started < 20  # before any index build or model load
+    assert "is serving" not in taken.stdout and not (tmp_path / "index").exists()
+    assert f"127.0.0.1:{port}" in taken.stderr and "already in use" in taken.stderr
+    assert f"--port {port + 1}" in taken.stderr and f"ADVISOR_PORT={port + 1}" in taken.stderr
+    assert "GRADIO" not in taken.stderr and "Traceback" not in taken.stderr
 
 
 def test_ask_jsonl_contract_round_trip(seed_settings):

@@ -153,6 +153,38 @@ def test_eval_command_compares_with_the_naive_recipe_and_checks_thresholds(tmp_p
     assert isinstance(Settings.load(env={}), Settings)
 
 
+def test_eval_shows_progress_on_a_terminal_and_nothing_extra_when_piped(seed_settings, tmp_path):
+    import os
+    import pty
+
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text(
+        json.dumps({"question": "What do senior ML engineers earn?", "evidence": ["Senior"], "answer_any": ["170,000"]}) + "\n"
+    )
+    args = [sys.executable, "-m", "advisor", "eval", str(golden), "--corpus", str(seed_settings.corpus_dir)]
+    args += ["--index", str(seed_settings.index_dir)]
+    # On a terminal (stderr a pseudo-terminal): a bar for each of the two runs, counting questions.
+    leader, follower = pty.openpty()
+    run = subprocess.run(args, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end is closed: all of it was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert run.returncode == 0
+    assert b"advisor" in shown and b"naive recipe" in shown and b"1/1" in shown and b"question" in shown
+    # Piped, or with --json: no bar at all.
+    piped = subprocess.run([*args, "--json"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "1/1" not in piped.stderr and "naive recipe" not in piped.stderr
+    assert json.loads(piped.stdout.strip().splitlines()[-1])["advisor"]["questions"] == 1
+
+
 def test_conversations_are_replayed_with_the_systems_own_replies(tmp_path):
     from advisor.evaluate import replay, result_record
 
@@ -199,6 +231,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
         (blind / "careers-r7.jsonl", CAREERS, 40),
         (blind / "seeds-r8.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "pilots-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "pilots", 60),
+        (blind / "seeds-r9.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "meteorologists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "meteorologists", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)

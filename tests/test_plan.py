@@ -105,6 +105,7 @@ def test_a_full_rebuild_is_planned_for_a_request_a_new_model_or_splitter_and_dam
     (settings.index_dir / manifest.files["statements"].name).unlink()
     damaged = plan(settings)
     assert damaged.unusable.startswith("index files missing") and "cannot be used" in damaged.full_rebuild
+    assert "--full" in damaged.unusable and "advisor index" not in damaged.full_rebuild  # advice for --status only
     assert len(damaged.to_load) == 2 and damaged.unchanged == ("corpus/pay.md", "corpus/skills.txt")
     (settings.index_dir / MANIFEST).write_text("{")
     unreadable = plan(settings)
@@ -197,7 +198,10 @@ def test_a_vectors_file_of_the_right_size_with_other_bytes_is_refused_on_load_an
     with pytest.raises(IndexCorrupt, match="checksum differs"):
         Index.load(settings.index_dir, settings=settings)
     fake = FakeEmbedder()
-    assert apply(plan(settings), embedder=fake).wrote and fake.embedded > 0  # rebuilt in full
+    report = apply(plan(settings), embedder=fake)
+    assert report.wrote and fake.embedded > 0  # rebuilt in full
+    # Said while rebuilding it: the reason, without advice to run the very rebuild under way.
+    assert "checksum differs" in report.full_rebuild and "advisor index" not in report.full_rebuild
     assert Index.load(settings.index_dir, settings=settings).store.count() > 0
 
 

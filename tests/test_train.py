@@ -24,9 +24,15 @@ from advisor.train import (
 )
 
 DATA = PROJECT_ROOT / "train" / "data"
+# Words in a row that two documents share only when one copies the other. Real public pages share their
+# publisher's template (the BLS "Quick Facts" labels and wage-table headers run to 16 words), so a copied
+# sentence is told from a shared layout by its length.
+RUN = 20
 # Fields kept for testing the advisor: no training document may be about them (issue 24).
-RUN = 12  # words in a row that two documents share only when one copies the other ("how long does it take to …" is 8)
-KEPT_OUT = ("machine learning", "data scien", "data analy", "data engineer", "nurse", "nursing", "teacher", "pilot")
+KEPT_OUT = (
+    *("machine learning", "data scien", "data analy", "data engineer", "nurse", "nursing", "teacher"),
+    *("pilot", "meteorolog", "atmospheric"),
+)
 
 
 def test_the_question_side_carries_the_previous_question_only_in_a_follow_up():
