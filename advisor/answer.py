@@ -443,7 +443,7 @@ def _listed_under(a: Statement, b: Statement) -> str:
     """What ``b`` is listed under together with ``a``: the lead-in of the list both are items of (said as
     written), the title of the table both are rows of; "" when neither."""
     if a.unit.kind == b.unit.kind == "item" and not b.display and a.hit is b.hit and a.unit.block == b.unit.block:
-        return a.unit.context.rstrip(":. ")
+        return clean(a.unit.context).rstrip(":. ")
     table = a.unit.table
     if a.unit.kind == b.unit.kind == "row" and table is not None and table is b.unit.table and a.hit is b.hit:
         return clean(table.title).rstrip(":. ")
@@ -462,8 +462,8 @@ def with_marker(statement: Statement, n: int) -> str:
     unit = statement.unit
     if unit.kind in ("list", "table") and not statement.display:
         shown = unit.lines if unit.kind == "list" or len(unit.lines) <= MAX_TABLE_ROWS else unit.lines[:MAX_TABLE_ROWS]
-        head = unit.text.rstrip(":. ")
-        return f"{head} {marker}:\n" + "\n".join(f"- {line}" for line in shown)
+        head = clean(unit.text).rstrip(":. ")
+        return f"{head} {marker}:\n" + "\n".join(f"- {clean(line)}" for line in shown)
     text = statement.display or unit.text
     if unit.kind == "item" and unit.context and not statement.display:
         text = f"{unit.context.rstrip(':. ')}: {text}"

@@ -20,7 +20,7 @@ from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_me
 from advisor.query import Query, content_words, lexicon_terms, message_text, valid_text
 from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
-from advisor.statements import Unit
+from advisor.statements import Unit, clean
 from advisor.types import Answer, Chunk, Citation, Hit
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Advisor:
     @functools.cached_property
     def scope(self) -> str:
         """What the documents are about, from their titles: "Machine Learning Engineer; Data Scientist Career Guide"."""
-        titles = list(dict.fromkeys(c.title for c in self.retriever.index.chunks.values() if c.title))
+        titles = list(dict.fromkeys(clean(c.title) for c in self.retriever.index.chunks.values() if c.title))
         return "; ".join(titles[:6]) + ("; …" if len(titles) > 6 else "") if titles else "the documents in the corpus"
 
     @functools.cached_property
@@ -128,7 +128,7 @@ class Advisor:
         per_doc: dict[str, list[str]] = {}
         for chunk in sorted(self.retriever.index.chunks.values(), key=lambda c: (c.source, c.start)):
             for part in chunk.section.split(" › "):
-                part = part.strip()
+                part = clean(part)
                 if part.endswith("?") and 3 <= len(part.split()) <= 14 and part[0].isupper():
                     questions = per_doc.setdefault(chunk.source, [])
                     if part not in questions:

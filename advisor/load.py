@@ -15,9 +15,10 @@ from advisor.blocks import first_heading
 from advisor.files import FileTooLarge, file_kind, hash_file, read_blocks
 from advisor.types import Document, Page, Skipped
 
-# Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block): the index
-# records it, so documents read the old way are read again.
-LOADER_VERSION = 2
+# Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block; Markdown links,
+# images and footnote references are read as their text): the index records it, so documents read the old
+# way are read again.
+LOADER_VERSION = 3
 FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 SUPPORTED = " ".join(sorted(FORMATS))
 
@@ -158,6 +159,8 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
         text, title = _html_text(raw)
     else:
         text, encoding = decode_text(raw)
+        if kind == "md":
+            text = markdown_text(text)
         title = first_heading(text)
     if not text.strip():
         raise LoadError("no text content")
@@ -170,6 +173,36 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
         encoding=encoding,
         pages=pages,
     )
+
+
+# Markdown a page's text is wrapped in. A link's target is not text ("[4](#fn4b)" would be quoted as "[4]", a
+# citation marker that points nowhere), nor is an image's address.
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^()\s]|\([^()\s]*\))*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
+_REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
+_FOOTNOTE_REFERENCE = re.compile(r"\[\^[^\]\s]+\](?!:)")
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]+\S+.*$\n?", re.MULTILINE)
+_FOOTNOTE_DEFINITION = re.compile(r"^ {0,3}\[\^[^\]\s]+\]:[ \t]*", re.MULTILINE)
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_NOTE_MARK = re.compile(r"^\^?(\d{1,3}|[a-z]|[*†‡§])$")  # what a footnote reference's link text reads
+
+
+def markdown_text(text: str) -> str:
+    """Markdown's links, images and footnote references read as their text: "[the survey](https://…)" is "the
+    survey", "![chart](pay.png)" is "chart", and a footnote reference ("…rose.[4](#fn4)", "[^4]") is dropped,
+    its note kept where the page gives it."""
+
+    def link(match: re.Match[str]) -> str:
+        words, target = match.group(1), match.group(2)
+        return "" if target.startswith("#") and _NOTE_MARK.match(words.strip()) else words
+
+    text = _LINK_DEFINITION.sub("", text)
+    text = _FOOTNOTE_DEFINITION.sub("", text)
+    text = _IMAGE.sub(lambda m: m.group(1), text)
+    text = _LINK.sub(link, text)
+    text = _REFERENCE_LINK.sub(lambda m: m.group(1), text)
+    text = _FOOTNOTE_REFERENCE.sub("", text)
+    return _AUTOLINK.sub(lambda m: m.group(1), text)
 
 
 def decode_text(raw: bytes) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from advisor.types import Chunk
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
 STATEMENTS_VERSION = 6
 
+_CITATION_LIKE = re.compile(r"\[(\d+)\]")
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
 # A sentence opening with one of these leans on the sentence before it and never stands alone (English
@@ -320,8 +321,9 @@ def first_sentence(text: str) -> str:
 
 
 def clean(text: str) -> str:
-    """Text as shown: markdown emphasis dropped, spacing collapsed."""
-    return " ".join(_EMPHASIS.sub("", text).split())
+    """Text as shown: markdown emphasis dropped, spacing collapsed, and a bracketed number ("as shown in [4]")
+    said in parentheses, so that a document's own text never reads as one of the answer's citation markers."""
+    return " ".join(_CITATION_LIKE.sub(r"(\1)", _EMPHASIS.sub("", text)).split())
 
 
 def normalized(text: str) -> str:

@@ -206,3 +206,24 @@ def test_a_ten_megabyte_message_in_the_history_changes_nothing(advisor):
 def test_a_huge_question_is_refused_before_any_work_on_it(advisor):
     answer = advisor.ask(" " * 5 + "salary " * 1_500_000)
     assert answer.kind == "too_long" and "10,500,005 characters" in answer.text
+
+
+def test_a_documents_own_links_footnotes_and_bracketed_numbers_never_become_citation_markers(make_settings, embedder):
+    import re
+
+    from advisor.index import build
+    from conftest import DATA
+
+    settings = make_settings(corpus_dir=DATA / "footnotes")
+    build(settings, embedder=embedder)
+    footnoted = Advisor(settings)
+    for question, fact in (
+        ("what do electricians earn?", "61,590"),
+        ("how long is an electrician apprenticeship?", "four-year"),
+        ("do most electricians work full time?", "Eighty-two percent"),
+    ):
+        answer = footnoted.ask(question)
+        assert answer.grounded and fact in answer.text, (question, answer.text)
+        markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+        assert markers and markers <= {c.n for c in answer.citations}, (question, answer.text)
+        assert "#fn" not in answer.text and "](" not in answer.text and "example.org" not in answer.text

@@ -76,6 +76,18 @@ def test_markdown_title_comes_from_its_heading(corpus):
     assert doc.title == "Career Notes" and doc.kind == "md"
 
 
+def test_markdown_links_images_and_footnote_references_are_read_as_their_text():
+    doc = load(DATA / "footnotes", "electrician-pay-survey.md")
+    text = doc.text
+    # A footnote reference is dropped, not glued to the next sentence ("2024.1 Apprentices", "time.3 See").
+    assert "earned $61,590 a year in 2024. Apprentices start at about half of that." in text
+    assert "work full time. See the full occupational profile for more, or the survey page." in text
+    assert "Pay by state chart" in text and "Union apprenticeship pay scales, 2025." in text  # alt text, the note
+    assert not re.search(r"\]\(|\[\^|#fn|https?:|\.png|\[survey\]", text)  # no targets, addresses or references
+    assert "as described in the state guide [4]." in text  # a bracketed number that is no link stays as written
+    assert doc.title == "Electrician Pay Survey 2025"
+
+
 def test_html_keeps_main_text_and_headings_and_drops_scripts_styles_navigation(corpus):
     doc = load(corpus, "hiring-page.html")
     assert doc.title == "Hiring ML Engineers"
