@@ -192,8 +192,17 @@ class ChatUI:
 
     # --- index freshness -----------------------------------------------------------------
 
-    def status(self) -> tuple[str, Any, Any]:
-        """(freshness line, "Update now" button, poll timer) for the bar above the chat, in plain words."""
+    def intro(self) -> str:
+        """The page's header: what the answers come from, named by the documents' titles as indexed now (each
+        title literal text, never Markdown: a title can't become a link or an image)."""
+        return (
+            f"# Career Advisor\nAnswers come only from your documents ({render.escape(self.service.advisor.scope)}) "
+            "and cite them: open **Sources** under an answer, or click a [1]."
+        )
+
+    def status(self) -> tuple[str, Any, Any, str]:
+        """(freshness line, "Update now" button, poll timer, header) for the top of the page, in plain words; the
+        header follows the documents, so it changes when a rebuild swaps a new index in."""
         index = self.service.index
         state = self.service.rebuild_state()
         line = f"Documents: {len(index.documents)} · updated {_day(index.built_at)}"
@@ -210,9 +219,9 @@ class ChatUI:
                 )
             elif state.message and not state.ok:
                 line += f" · {html.escape(state.message)}"
-        return (line, gr.update(visible=stale and not state.running), gr.Timer(active=state.running))
+        return (line, gr.update(visible=stale and not state.running), gr.Timer(active=state.running), self.intro())
 
-    def rebuild(self) -> tuple[str, Any, Any]:
+    def rebuild(self) -> tuple[str, Any, Any, str]:
         """Start a background rebuild and show that it is running."""
         self.service.rebuild()
         return self.status()
@@ -292,11 +301,7 @@ class ChatUI:
         """The page: a Chat tab (saved chats, answers with sources, side panel) and a Documents tab."""
         settings = self.service.settings
         with gr.Blocks(title="Career Advisor") as page:
-            gr.Markdown(
-                f"# Career Advisor\nAnswers come only from your documents ({html.escape(self.service.advisor.scope)}) "
-                "and cite them: open **Sources** under an answer, or click a [1].",
-                elem_id="intro",
-            )
+            intro = gr.Markdown(self.intro(), elem_id="intro")
             with gr.Row(equal_height=True):
                 status = gr.HTML(elem_id="index-status")
                 update = gr.Button("Update now", variant="primary", size="sm", scale=0, min_width=110, visible=False)
@@ -360,7 +365,7 @@ class ChatUI:
                 self.selected_sources, [chatbot], [sources], api_visibility="private", show_progress="hidden", queue=False
             )
             chatbot.like(self.vote, [chatbot], None, api_visibility="private")
-            bar = [status, update, timer]
+            bar = [status, update, timer, intro]
             listing = [table, choice, details]
             page.load(self.status, None, bar, api_visibility="private")
             update.click(self.rebuild, None, bar, api_visibility="private")

@@ -86,6 +86,28 @@ def test_rebuild_swaps_the_new_index_in_while_questions_keep_being_answered(tmp_
     assert visa.grounded and "visa" in visa.text
 
 
+def test_the_header_names_the_documents_indexed_now_and_never_renders_their_markup(tmp_path, make_settings, embedder):
+    from advisor.ui import ChatUI
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(DATA / "career-notes.md", corpus)
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    page = ChatUI(AdvisorService(settings))
+    *_, header = page.status()
+    assert "Career Notes" in header and "Pay Guide" not in header
+    # A document added since, with Markdown in its title: after the rebuild the header the status poll
+    # returns names it, as literal text (no link, no image fetched from elsewhere).
+    (corpus / "pay.txt").write_text(
+        "Pay Guide ![x](https://tracker.example/p.png) [sign in](https://evil.example)\n\nJuniors earn $50,000 a year.\n"
+    )
+    assert page.service.rebuild(wait=True)
+    *_, header = page.status()
+    assert "Career Notes" in header and "Pay Guide" in header
+    assert "tracker.example" in header and "](" not in header and "<img" not in header  # said, not rendered
+
+
 def test_a_failed_rebuild_keeps_serving_the_old_index(tmp_path, make_settings, embedder):
     (tmp_path / "corpus").mkdir()
     shutil.copy(DATA / "career-notes.md", tmp_path / "corpus")
