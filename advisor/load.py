@@ -176,14 +176,16 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
 
 
 # Markdown a page's text is wrapped in. A link's target is not text ("[4](#fn4b)" would be quoted as "[4]", a
-# citation marker that points nowhere), nor is an image's address.
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^()\s]|\([^()\s]*\))*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)")
-_REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
-_FOOTNOTE_REFERENCE = re.compile(r"\[\^[^\]\s]+\](?!:)")
-_LINK_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]\n]+\]:[ \t]+\S+.*$\n?", re.MULTILINE)
-_FOOTNOTE_DEFINITION = re.compile(r"^ {0,3}\[\^[^\]\s]+\]:[ \t]*", re.MULTILINE)
-_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+# citation marker that points nowhere), nor is an image's address. Every part is bounded and stops at the next
+# bracket, so a line of brackets is read in linear time, not tried from each bracket to its end.
+_TARGET = r"((?:[^()\s]|\([^()\s]{0,300}\)){0,2000})(?:\s+(?:\"[^\"\n]{0,300}\"|'[^'\n]{0,300}'))?\s*\)"
+_IMAGE = re.compile(r"!\[([^\[\]\n]{0,500})\]\(" + _TARGET)
+_LINK = re.compile(r"\[([^\[\]\n]{1,500})\]\(" + _TARGET)
+_REFERENCE_LINK = re.compile(r"\[([^\[\]\n]{1,500})\]\[[^\[\]\n]{0,100}\]")
+_FOOTNOTE_REFERENCE = re.compile(r"\[\^[^\[\]\s]{1,100}\](?!:)")
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\[\]\n]{1,500}\]:[ \t]+\S.*$\n?", re.MULTILINE)
+_FOOTNOTE_DEFINITION = re.compile(r"^ {0,3}\[\^[^\[\]\s]{1,100}\]:[ \t]*", re.MULTILINE)
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]{1,2000})>")
 _NOTE_MARK = re.compile(r"^\^?(\d{1,3}|[a-z]|[*†‡§])$")  # what a footnote reference's link text reads
 
 

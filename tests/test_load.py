@@ -88,6 +88,16 @@ def test_markdown_links_images_and_footnote_references_are_read_as_their_text():
     assert doc.title == "Electrician Pay Survey 2025"
 
 
+@pytest.mark.parametrize("piece", ["[a", "![", "[^", "<http://", "[a](x", "[" + "a" * 400])
+def test_markdown_of_brackets_alone_is_read_in_linear_time(piece):
+    from advisor.load import markdown_text
+
+    text = piece * (2_000_000 // len(piece))  # 2 MB on one line: tried from each bracket to its end, minutes
+    started = time.monotonic()
+    assert len(markdown_text(text)) <= len(text)
+    assert time.monotonic() - started < 5
+
+
 def test_html_keeps_main_text_and_headings_and_drops_scripts_styles_navigation(corpus):
     doc = load(corpus, "hiring-page.html")
     assert doc.title == "Hiring ML Engineers"
