@@ -11,8 +11,16 @@ import numpy as np
 from advisor.types import stable_id
 
 if TYPE_CHECKING:
-    from advisor.config import Settings
     from advisor.files import FileEntry
+
+
+class StoreSettings(Protocol):
+    """The settings a vector store reads; ``advisor.config.Settings`` has them. Declared here so that the stores
+    never import the settings module, which imports them to check the vector-store setting."""
+
+    vector_store: str
+    milvus_collection: str
+    milvus_token: str
 
 
 class StoreRecord(Protocol):
@@ -130,28 +138,28 @@ class StoreKind(Protocol):
         ...
 
     @staticmethod
-    def check(settings: Settings) -> None:
+    def check(settings: StoreSettings) -> None:
         """Raise ConfigError for settings of this kind that no run could use."""
         ...
 
     @staticmethod
-    def configured_place(settings: Settings) -> str:
+    def configured_place(settings: StoreSettings) -> str:
         """Where ``settings`` put the vectors, comparable with ``StoreRecord.place``."""
         ...
 
     @staticmethod
-    def elsewhere(settings: Settings) -> str | None:
+    def elsewhere(settings: StoreSettings) -> str | None:
         """Where the vectors are when not in the index folder ("Milvus at …"), for build summaries; else None."""
         ...
 
     @classmethod
-    def create(cls, settings: Settings, dim: int) -> VectorStore:
+    def create(cls, settings: StoreSettings, dim: int) -> VectorStore:
         """A new, empty store where ``settings`` say."""
         ...
 
     @classmethod
     def open(
-        cls, record: Any, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+        cls, record: Any, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: StoreSettings
     ) -> VectorStore:
         """The store ``record`` names; ``files`` are the manifest's entries, ``sources`` maps chunk id to document."""
         ...

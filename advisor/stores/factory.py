@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from advisor.errors import REBUILD, ConfigError, IndexCorrupt
-from advisor.stores.base import StoreKind, StoreRecord, VectorStore
+from advisor.stores.base import StoreKind, StoreRecord, StoreSettings, VectorStore
 from advisor.stores.faiss import FaissStore
 from advisor.stores.milvus import MilvusStore
 
 if TYPE_CHECKING:
-    from advisor.config import Settings
     from advisor.files import FileEntry
 
 # In the order a setting is tried against them. (milvus.py imports pymilvus only when a store is made or opened.)
@@ -34,12 +33,12 @@ def normalize(value: str) -> str:
     return kind_for(value).normalize(value)
 
 
-def check(settings: Settings) -> None:
+def check(settings: StoreSettings) -> None:
     """Reject vector-store settings no run could use, naming the setting and the fix."""
     kind_for(settings.vector_store).check(settings)
 
 
-def create_store(settings: Settings, dim: int) -> VectorStore:
+def create_store(settings: StoreSettings, dim: int) -> VectorStore:
     """A new, empty store of the kind ``settings.vector_store`` names."""
     return kind_for(settings.vector_store).create(settings, dim)
 
@@ -57,7 +56,7 @@ def record_from_json(data: Any) -> StoreRecord:
 
 
 def open_store(
-    record: StoreRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+    record: StoreRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: StoreSettings
 ) -> VectorStore:
     """The store a manifest's record names (which may not be the configured one: a build may be moving away).
 
@@ -68,12 +67,12 @@ def open_store(
     return kind.open(record, directory, files, sources, settings)
 
 
-def store_mismatch(record: StoreRecord, settings: Settings) -> str | None:
+def store_mismatch(record: StoreRecord, settings: StoreSettings) -> str | None:
     """Why the index's vectors (``record``) are not in the vector store ``settings`` name, or None."""
     built, wanted = record.place(), kind_for(settings.vector_store).configured_place(settings)
     return None if built == wanted else f"the vector store changed from {built} to {wanted}"
 
 
-def elsewhere(settings: Settings) -> str | None:
+def elsewhere(settings: StoreSettings) -> str | None:
     """Where the configured vectors live when not in the index folder ("Milvus at …"), else None."""
     return kind_for(settings.vector_store).elsewhere(settings)

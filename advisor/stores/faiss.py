@@ -7,16 +7,14 @@ import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
 
 from advisor.errors import REBUILD, IndexCorrupt
 from advisor.files import FileEntry, read_checked
-
-if TYPE_CHECKING:
-    from advisor.config import Settings
+from advisor.stores.base import StoreSettings
 
 # Up to ADVISOR_FLAT_MAX passages (default 20,000) the store is exact (flat); above it, IVF. Measured by
 # bench/run.py (docs/performance.md): flat grows linearly with the corpus while IVF (nlist 4·√n, nprobe 16) stays
@@ -93,27 +91,27 @@ class FaissStore:
         return value
 
     @staticmethod
-    def check(settings: Settings) -> None:
+    def check(settings: StoreSettings) -> None:
         """Nothing beyond the common settings."""
 
     @staticmethod
-    def configured_place(settings: Settings) -> str:
+    def configured_place(settings: StoreSettings) -> str:
         """Always the index folder."""
         return PLACE
 
     @staticmethod
-    def elsewhere(settings: Settings) -> str | None:
+    def elsewhere(settings: StoreSettings) -> str | None:
         """None: the vectors are in the index folder."""
         return None
 
     @classmethod
-    def create(cls, settings: Settings, dim: int) -> FaissStore:
+    def create(cls, settings: StoreSettings, dim: int) -> FaissStore:
         """A new, empty flat store (``fitted`` makes it IVF once it is large)."""
         return cls(dim)
 
     @classmethod
     def open(
-        cls, record: FaissRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+        cls, record: FaissRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: StoreSettings
     ) -> FaissStore:
         """Read the vectors file the manifest lists, checked against its size and checksum; IndexCorrupt if it
         is damaged (a file of the right size with other bytes would otherwise load and answer worse, silently)."""

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from advisor.errors import REBUILD, ConfigError, IndexCorrupt, StoreUnavailable
-from advisor.stores.base import doc_key
+from advisor.stores.base import StoreSettings, doc_key
 
 if TYPE_CHECKING:
-    from advisor.config import Settings
     from advisor.files import FileEntry
 
 BATCH = 1_000  # rows per upsert, get or delete call: well under gRPC's 64 MB message limit at 384 floats a row
@@ -172,7 +171,7 @@ class MilvusStore:
         return value if value.startswith(("milvus://", "http://", "https://")) else str(Path(value).expanduser().resolve())
 
     @staticmethod
-    def check(settings: Settings) -> None:
+    def check(settings: StoreSettings) -> None:
         """A server address must name a host; the collection name must be one Milvus accepts."""
         store = settings.vector_store
         if store.startswith("milvus://") and not store.removeprefix("milvus://").strip("/"):
@@ -184,23 +183,23 @@ class MilvusStore:
             )
 
     @staticmethod
-    def configured_place(settings: Settings) -> str:
+    def configured_place(settings: StoreSettings) -> str:
         """ "Milvus at <uri> collection <name>", as ``MilvusRecord.place`` says it."""
         return f"Milvus at {display_uri(server_uri(settings.vector_store))} collection {settings.milvus_collection}"
 
     @staticmethod
-    def elsewhere(settings: Settings) -> str | None:
+    def elsewhere(settings: StoreSettings) -> str | None:
         """ "Milvus at <uri>"."""
         return f"Milvus at {display_uri(server_uri(settings.vector_store))}"
 
     @classmethod
-    def create(cls, settings: Settings, dim: int) -> MilvusStore:
+    def create(cls, settings: StoreSettings, dim: int) -> MilvusStore:
         """A new empty collection in the store ``settings`` name (see ``create_collection``)."""
         return cls.create_collection(server_uri(settings.vector_store), settings.milvus_token, settings.milvus_collection, dim)
 
     @classmethod
     def open(
-        cls, record: MilvusRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: Settings
+        cls, record: MilvusRecord, directory: Path, files: dict[str, FileEntry], sources: dict[int, str], settings: StoreSettings
     ) -> MilvusStore:
         """The collection ``record`` names, at the address the manifest recorded (with the configured token)."""
         return cls.open_collection(record.uri, settings.milvus_token, record.collection)
