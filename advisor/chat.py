@@ -148,11 +148,14 @@ class Advisor:
         return self.corpus_questions[:n]
 
     def suggestions(self, question: str = "", n: int = 3) -> list[str]:
-        """Questions the documents answer, nearest in meaning to ``question`` first (corpus order without one)."""
-        questions = self.corpus_questions
+        """Questions the documents answer, nearest in meaning to ``question`` first (corpus order without one);
+        never ``question`` itself, which was just asked."""
+        asked = _words_of(question)
+        questions = [q for q in self.corpus_questions if _words_of(q) != asked]
         if not question or len(questions) <= n:
             return questions[:n]
-        closeness = self._question_vectors @ self.retriever.embed(question)[0]
+        kept = [i for i, q in enumerate(self.corpus_questions) if _words_of(q) != asked]
+        closeness = self._question_vectors[kept] @ self.retriever.embed(question)[0]
         return [questions[i] for i in np.argsort(-closeness)[:n]]
 
     # --- answering -----------------------------------------------------------------------------
@@ -406,20 +409,21 @@ class Advisor:
     def _early(self, question: str) -> Answer | None:
         """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
         if not question:
+            suggestions = self._safe_suggestions()
             return Answer(
-                f"Please type a question about {self._scope_or_default()}. For example:\n"
-                f"{self._listed(self._safe_suggestions())}",
+                f"Please type a question about {self._scope_or_default()}. For example:\n{self._listed(suggestions)}",
                 kind="empty",
+                suggestions=tuple(suggestions),
             )
         if len(question) > MAX_QUESTION_CHARS:
             return self._too_long(len(question))
         kind, _ = small_talk(question)
         if kind:
+            suggestions = self._safe_suggestions()
             return Answer(
-                _SMALL_TALK_REPLIES[kind].format(
-                    scope=self._scope_or_default(), suggestions=self._listed(self._safe_suggestions())
-                ),
+                _SMALL_TALK_REPLIES[kind].format(scope=self._scope_or_default(), suggestions=self._listed(suggestions)),
                 kind="chitchat",
+                suggestions=tuple(suggestions),
             )
         if not self.retriever.index.chunks:
             return Answer(
@@ -458,7 +462,7 @@ class Advisor:
         text = f"I couldn't find that in my documents, so I can't answer it.{missing} They are about: {self.scope}." + (
             f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""
         )
-        return Answer(text, kind="out_of_scope", hits=tuple(hits))
+        return Answer(text, kind="out_of_scope", hits=tuple(hits), suggestions=tuple(suggestions))
 
     def _written(
         self,
@@ -549,6 +553,11 @@ def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]
     return [*history, {"role": "user", "content": before[-1]}, {"role": "assistant", "content": ""}]
 
 
+def _words_of(text: str) -> tuple[str, ...]:
+    """A question's words, lower case, without punctuation: "How much?" and "how much" are the same question."""
+    return tuple(re.findall(r"\w+", text.casefold()))
+
+
 def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     """One answer to a message of several questions: each question in bold, then its answer, citations numbered
     across all of them."""
@@ -556,6 +565,7 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     number: dict[int, int] = {}
     pieces: list[str] = []
     hits: list[Hit] = []
+    suggestions: list[str] = []
     for question, answer in parts:
         renumber: dict[int, int] = {}
         for c in answer.citations:
@@ -574,8 +584,9 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
             text = text.split(" They are about:")[0]  # one list of what the documents cover is enough, below
         pieces.append(f"**{question}**\n{text}")
         hits += [h for h in answer.hits if h not in hits]
+        suggestions += [s for s in answer.suggestions if s not in suggestions and f"- {s}" in text]
     kind = "answer" if citations else "out_of_scope"
-    return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits))
+    return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits), suggestions=tuple(suggestions))
 
 
 def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import nh3
 
 from advisor.blocks import parse_blocks
 from advisor.statements import parse_table
@@ -23,6 +26,8 @@ SOURCES_CLASS = "answer-sources"  # the block appended to each answer; stripped 
 TABLE_CLASS = "answer-table"  # rows of a table without column names
 _SOURCES_START = f'<details class="{SOURCES_CLASS}"'
 _CITE_LINK = re.compile(r"\[\\\[(\d+)\\\]\]\(#cite-\d+\)")
+ASK = "#ask"  # the link target of a suggested question: the page's script asks it when it is clicked
+_ASK_LINK = re.compile(r"^- \[(.+)\]\(#ask\)$", re.M)
 
 
 def escape(text: str) -> str:
@@ -31,11 +36,17 @@ def escape(text: str) -> str:
     return _ORDERED_START.sub(r"\1\\.\2", escaped)
 
 
-def answer_markdown(text: str, links: bool = True, headers: Mapping[str, tuple[str, str]] | None = None) -> str:
+def answer_markdown(
+    text: str,
+    links: bool = True,
+    headers: Mapping[str, tuple[str, str]] | None = None,
+    asks: Collection[str] = (),
+) -> str:
     """The answer text as markdown: its "- " lines as a list, a titled run of "label: value" rows as a table,
     "**question**" lines bold, every other character literal; ``[n]`` becomes a link to source n.
 
-    ``headers`` maps a "[n]" marker to the column names of the two-column table in source n, if it has one.
+    ``headers`` maps a "[n]" marker to the column names of the two-column table in source n, if it has one;
+    a "- " line that is one of ``asks`` (suggested questions) becomes a link that asks it.
     """
     lines = text.split("\n")
     out: list[str] = []
@@ -74,6 +85,8 @@ def answer_markdown(text: str, links: bool = True, headers: Mapping[str, tuple[s
         heading = _HEADING.match(line)
         if heading:
             out.append(f"**{escape(heading.group(1))}**")
+        elif line.startswith("- ") and line[2:] in asks:
+            out.append(f"- [{escape(line[2:])}]({ASK})")
         elif line.startswith("- "):
             out.append(f"- {escape(line[2:])}")
         else:
@@ -97,13 +110,32 @@ def sources_list(citations: tuple[Citation, ...]) -> str:
             f", page {chunk.page}" if chunk.page else ""
         )
         section = chunk.section or chunk.title
-        passage = highlight(chunk.text, citation.quotes).replace("\n", "<br>")
+        passage = passage_html(chunk.text, citation.quotes)
         items.append(
             f'<div class="src src-{citation.n}"><div class="src-head">[{citation.n}] {html.escape(section)}'
             f'</div><div class="src-file">{html.escape(where)}</div>'
             f'<div class="src-text">{passage}</div></div>'
         )
     return "".join(items)
+
+
+# The tags sources_list writes: a message's sources block read back (see sources_in) keeps these and nothing else.
+_SOURCE_TAGS = {"div", "p", "br", "mark", "strong", "em", "code", "ul", "li", "table", "tr", "th", "td"}
+
+
+def sources_in(message: str) -> str:
+    """The cited passages of a chat message this module wrote, as ``sources_list`` gave them, or "" when it has
+    none. The message comes back from the browser (a saved chat, reopened after a restart too), so it is cleaned
+    to the tags and classes sources_list writes."""
+    at = message.find(_SOURCES_START)
+    if at < 0:
+        return ""
+    block = message[at:]
+    start = block.find("</summary>")
+    end = block.rfind("</details>")
+    if start < 0 or end < start:
+        return ""
+    return nh3.clean(block[start + len("</summary>") : end], tags=_SOURCE_TAGS, attributes={"*": {"class"}})
 
 
 def sources_block(citations: tuple[Citation, ...]) -> str:
@@ -117,7 +149,7 @@ def message(answer: Answer) -> str:
     """The whole chat message for an answer: its markdown, then its sources block."""
     block = sources_block(answer.citations)
     headers = {f"[{c.n}]": header for c in answer.citations if (header := _table_header(c.chunk.text))}
-    body = answer_markdown(answer.text, links=bool(answer.citations), headers=headers)
+    body = answer_markdown(answer.text, links=bool(answer.citations), headers=headers, asks=answer.suggestions)
     return f"{body}\n\n{block}" if block else body
 
 
@@ -137,9 +169,10 @@ def plain_text(content: str) -> str:
     unescaping what was escaped.
     """
     at = content.find(_SOURCES_START)
-    if at < 0:
+    if at < 0 and not _ASK_LINK.search(content):
         return content
-    body = _CITE_LINK.sub(r"[\1]", content[:at].rstrip())
+    body = _CITE_LINK.sub(r"[\1]", (content if at < 0 else content[:at]).rstrip())
+    body = _ASK_LINK.sub(r"- \1", body)
     lines = body.split("\n")
     kept: list[str] = []
     after_table = False
@@ -180,18 +213,177 @@ def source_titles(sources: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def highlight(text: str, quotes: tuple[str, ...]) -> str:
-    """``text`` escaped, with each quote's first occurrence wrapped in <mark>."""
-    spans = sorted((start, start + len(q)) for q in quotes if q and (start := text.find(q)) >= 0)
-    merged: list[list[int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    out, position = [], 0
-    for start, end in merged:
-        out += [html.escape(text[position:start]), "<mark>", html.escape(text[start:end]), "</mark>"]
-        position = end
-    out.append(html.escape(text[position:]))
+# A passage's own Markdown, read for display (see passage_html): the block a line is, and emphasis within it.
+_BLOCK_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+")
+_BLOCK_ITEM = re.compile(r"^\s*(?:[-*+•▪◦·]|\d{1,3}[.)])[ \t]+")
+_BLOCK_RULE = re.compile(r"^ {0,3}(?:[-*_][ \t]*){3,}$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_EMPHASIS = re.compile(
+    # Each span at most 300 characters: a line of unclosed "**" is then read in linear time.
+    r"(?P<strong>\*\*|__)(?=\S)(?P<strong_text>.{1,300}?)(?<=\S)(?P=strong)"
+    r"|(?<![\w*])\*(?=[^\s*])(?P<em_text>[^*\n]{1,300}?)(?<=\S)\*(?![\w*])"
+    r"|(?<!\w)_(?=[^\s_])(?P<em2_text>[^_\n]{1,300}?)(?<=\S)_(?!\w)"
+    r"|`(?P<code_text>[^`\n]{1,300})`"
+)
+
+
+def passage_html(text: str, quotes: tuple[str, ...]) -> str:
+    """A passage as safe HTML on one line: its Markdown headings, lists, pipe tables and emphasis shown as such,
+    every character of its text escaped, the first occurrence of each quote wrapped in <mark>.
+
+    Only the tags this function writes are markup: a document's "<script>" or "![x](http://…)" stays text.
+    """
+    marked = _marked(text, quotes)
+    blocks: list[str] = []
+    lines = _lines(text)
+    i = 0
+    while i < len(lines):
+        start, end = lines[i]
+        line = text[start:end]
+        if not line.strip() or _BLOCK_RULE.match(line):
+            i += 1
+            continue
+        if line.lstrip().startswith("|"):
+            rows = []
+            while i < len(lines) and text[lines[i][0] : lines[i][1]].lstrip().startswith("|"):
+                rows.append(lines[i])
+                i += 1
+            blocks.append(_table_html(text, marked, rows))
+            continue
+        if _BLOCK_ITEM.match(line):
+            items = []
+            while i < len(lines) and (item := _BLOCK_ITEM.match(text[lines[i][0] : lines[i][1]])):
+                number = item.group(0).strip()
+                opening = f'<li class="n">{html.escape(number)} ' if number[0].isdigit() else "<li>"
+                items.append(f"{opening}{_inline(text, marked, lines[i][0] + item.end(), lines[i][1])}</li>")
+                i += 1
+            blocks.append(f'<ul class="src-list">{"".join(items)}</ul>')
+            continue
+        heading = _BLOCK_HEADING.match(line)
+        if heading:
+            blocks.append(f'<div class="src-h">{_inline(text, marked, start + heading.end(), end)}</div>')
+            i += 1
+            continue
+        paragraph = []
+        while i < len(lines):
+            start, end = lines[i]
+            line = text[start:end]
+            if not line.strip() or line.lstrip().startswith("|") or _BLOCK_ITEM.match(line) or _BLOCK_HEADING.match(line):
+                break
+            paragraph.append(_inline(text, marked, start, end))
+            i += 1
+        blocks.append(f"<p>{'<br>'.join(paragraph)}</p>")
+    return "".join(blocks)
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line of ``text``, without its line break."""
+    spans, start = [], 0
+    for match in re.finditer(r"\n", text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return spans
+
+
+def _marked(text: str, quotes: tuple[str, ...]) -> list[bool]:
+    """For each character of ``text``, whether it is in the first occurrence of a quote."""
+    marked = [False] * len(text)
+    for quote in quotes:
+        start = text.find(quote) if quote else -1
+        if start >= 0:
+            marked[start : start + len(quote)] = [True] * len(quote)
+    return marked
+
+
+def _inline(text: str, marked: list[bool], start: int, end: int) -> str:
+    """``text[start:end]`` as escaped HTML with its emphasis and code spans as tags and its marks kept (a mark is
+    closed before a tag and opened again after it, so the tags always nest)."""
+    out: list[str] = []
+    position = start
+    for match in _EMPHASIS.finditer(text, start, end):
+        out.append(_escaped(text, marked, position, match.start()))
+        name = next(group for group in ("strong_text", "em_text", "em2_text", "code_text") if match.group(group) is not None)
+        tag = {"strong_text": "strong", "em_text": "em", "em2_text": "em", "code_text": "code"}[name]
+        out.append(f"<{tag}>{_escaped(text, marked, match.start(name), match.end(name))}</{tag}>")
+        position = match.end()
+    out.append(_escaped(text, marked, position, end))
     return "".join(out)
+
+
+def _escaped(text: str, marked: list[bool], start: int, end: int) -> str:
+    """``text[start:end]`` escaped, its marked runs wrapped in <mark>."""
+    out: list[str] = []
+    position = start
+    while position < end:
+        run_end = position
+        while run_end < end and marked[run_end] == marked[position]:
+            run_end += 1
+        piece = html.escape(text[position:run_end])
+        out.append(f"<mark>{piece}</mark>" if marked[position] else piece)
+        position = run_end
+    return "".join(out)
+
+
+def _table_html(text: str, marked: list[bool], rows: list[tuple[int, int]]) -> str:
+    """Pipe-table lines as an HTML table: a row followed by a |---| rule is its header."""
+    out: list[str] = []
+    for k, (start, end) in enumerate(rows):
+        line = text[start:end]
+        if _TABLE_RULE.match(line):
+            continue
+        header = k + 1 < len(rows) and bool(_TABLE_RULE.match(text[rows[k + 1][0] : rows[k + 1][1]]))
+        cells = []
+        for cell in re.finditer(r"[^|]+", line):
+            if not cell.group().strip() and (cell.start() == 0 or cell.end() == len(line)):
+                continue  # the space outside the outer bars
+            inner = re.search(r"\S(?:.*\S)?", cell.group())
+            cell_start, cell_end = (start + cell.start() + inner.start(), start + cell.start() + inner.end()) if inner else (0, 0)
+            tag = "th" if header else "td"
+            cells.append(f"<{tag}>{_inline(text, marked, cell_start, cell_end)}</{tag}>")
+        out.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table class="src-table">{"".join(out)}</table>'
+
+
+def conversation_markdown(history: Sequence[Mapping[str, Any]], title: str = "Career Advisor chat") -> str:
+    """A chat as Markdown to keep: each question, each answer as the answerer wrote it, and under each answer its
+    numbered sources (section, document title and file, page, and the sentences it quoted). Read from the
+    messages themselves, so a saved chat reopened after a restart exports whole."""
+    lines = [f"# {title}", ""]
+    for message in history:
+        content = message.get("content")
+        content = content if isinstance(content, str) else ""
+        if message.get("role") == "user":
+            lines += [f"**You:** {content.strip()}", ""]
+            continue
+        lines += [f"**Career Advisor:** {plain_text(content).strip()}", ""]
+        sources = _sources_of(content)
+        if sources:
+            lines.append("Sources:")
+            for n, head, where, quoted in sources:
+                lines.append(f"{n}. {head} ({where})")
+                lines += [f"   > {quote}" for quote in quoted]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _sources_of(message: str) -> list[tuple[str, str, str, list[str]]]:
+    """(n, section, document and page, quoted sentences) of each passage in a message's sources block."""
+    from bs4 import BeautifulSoup  # here: only an export reads a block back this way
+
+    found = []
+    for div in BeautifulSoup(sources_in(message), "html.parser").select("div.src"):
+        head = div.select_one(".src-head")
+        where = div.select_one(".src-file")
+        number = re.match(r"\[(\d+)\]\s*(.*)", head.get_text(" ", strip=True) if head else "")
+        if not number:
+            continue
+        # Marks in one row, item or paragraph are one quote (a row's cells joined as the table shows them).
+        groups: dict[int, tuple[str, list[str]]] = {}
+        for mark in div.select("mark"):
+            holder = mark.find_parent(["tr", "li", "p", "div"])
+            joiner = " | " if holder is not None and holder.name == "tr" else " "
+            groups.setdefault(id(holder), (joiner, []))[1].append(" ".join(mark.get_text(" ", strip=True).split()))
+        quoted = list(dict.fromkeys(joiner.join(parts) for joiner, parts in groups.values()))
+        found.append((number.group(1), number.group(2), where.get_text(" ", strip=True) if where else "", quoted))
+    return found

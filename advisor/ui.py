@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import html
 import json
 import logging
 import os
 import re
 import secrets
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
@@ -39,6 +43,8 @@ MAX_REQUEST_BYTES = 2**20
 # Browser and API sessions whose state Gradio keeps, the least recently used dropped first: with the body limit,
 # at most about 300 MB however many sessions are opened (each API call opens one).
 SESSIONS = 300
+EXPORT_SECONDS = 3600  # how long a downloaded chat's file is kept on the server
+UPDATING = "updating the index."  # what an upload or removal says until the update it started has finished
 PHONE = 720  # px: narrower than this, sources live only under each answer and the chat fills the screen
 CSS = f"""
 .src {{border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 9px; margin: 6px 0}}
@@ -46,12 +52,26 @@ CSS = f"""
 .src-file {{font-size: 0.85em; opacity: 0.75; margin-bottom: 4px}}
 .src-text {{font-size: 0.9em; line-height: 1.4}}
 .src mark {{background: #ffe58a; color: inherit; padding: 0 1px}}
+.src-text p {{margin: 0 0 4px}}
+.src-h {{font-weight: 600; margin: 2px 0}}
+.src-list {{margin: 0 0 4px 1.2em; padding: 0}}
+.src-list li.n {{list-style: none; margin-left: -1.2em}}
+.src-table {{border-collapse: collapse; margin: 2px 0 4px; font-size: 0.95em; display: block; overflow-x: auto}}
+.src-table th, .src-table td {{border: 1px solid var(--border-color-primary); padding: 2px 8px; text-align: left}}
 .src.active {{outline: 2px solid var(--color-accent); background: var(--background-fill-secondary)}}
 details.{render.SOURCES_CLASS} > summary {{cursor: pointer; font-weight: 600; margin-top: 4px}}
 #side-sources .empty {{opacity: 0.7}}
 #index-status {{font-size: 0.9em}}
 #index-status p {{margin: 0}}
 .history-col {{max-width: 220px; min-width: 160px !important}}
+.documents-scroll {{overflow-x: auto; max-width: 100%}}
+.documents-scroll table {{min-width: 560px}}
+.swipe-hint {{display: none}}
+#chat a[href="{render.ASK}"] {{display: inline-block; border: 1px solid var(--color-accent); border-radius: 14px;
+  padding: 2px 10px; margin: 2px 0; text-decoration: none; cursor: pointer}}
+#chat a[href="{render.ASK}"]:hover {{background: var(--background-fill-secondary)}}
+#chat li:has(> a[href="{render.ASK}"]) {{list-style: none; margin-left: -1em}}
+#download-chat {{max-width: 180px}}
 table.{render.TABLE_CLASS} td {{padding: 4px 12px}}
 @media (max-width: {PHONE}px) {{
   #side-sources, #side-title {{display: none !important}}
@@ -59,13 +79,35 @@ table.{render.TABLE_CLASS} td {{padding: 4px 12px}}
   .history-col {{order: 2; max-width: none; max-height: 30vh; overflow: auto}}
   #intro p {{font-size: 0.9em; margin: 0}}
   #intro h1 {{font-size: 1.4em; margin: 0 0 2px}}
+  .swipe-hint {{display: block; font-size: 0.85em; opacity: 0.75; margin: 0 0 4px}}
 }}
 """
 # Clicking "[n]" in an answer opens that answer's sources and marks passage n; on a phone the newest answer is
 # scrolled into view when it arrives (the page, not just the chat box, scrolls there).
 JS = f"""
 () => {{
+  // A suggested question or an example is asked as if typed, so it goes where typed questions go (saved chats).
+  const ask = (question) => {{
+    const box = document.querySelector('#ask-box textarea');
+    if (!box) return;
+    box.value = question;
+    box.dispatchEvent(new Event('input', {{bubbles: true}}));
+    let tries = 0;
+    const send = () => {{
+      const button = document.querySelector('#ask-box button[data-testid="submit-button"]');
+      if (button && !button.disabled) button.click();
+      else if (tries++ < 50) setTimeout(send, 100);
+    }};
+    setTimeout(send, 50);
+  }};
   document.addEventListener('click', (event) => {{
+    const suggestion = event.target.closest('a[href="{render.ASK}"]');
+    if (suggestion) {{
+      event.preventDefault();
+      event.stopPropagation();
+      ask(suggestion.textContent.trim());
+      return;
+    }}
     const link = event.target.closest('a[href^="#cite-"]');
     if (!link) return;
     event.preventDefault();
@@ -78,6 +120,13 @@ JS = f"""
     box.querySelectorAll('.src.active').forEach((el) => el.classList.remove('active'));
     const source = box.querySelector('.src-' + n);
     if (source) {{ source.classList.add('active'); source.scrollIntoView({{block: 'nearest', behavior: 'smooth'}}); }}
+    // The side panel shows the passages of the answer whose [n] was clicked, n marked (the same escaped HTML).
+    const panel = document.querySelector('#side-sources .src, #side-sources .empty');
+    if (panel) {{
+      panel.parentElement.innerHTML = Array.from(box.querySelectorAll('.src')).map((el) => el.outerHTML).join('');
+      const marked = document.querySelector('#side-sources .src-' + n);
+      if (marked) marked.scrollIntoView({{block: 'nearest'}});
+    }}
   }}, true);
   let count = 0;
   new MutationObserver(() => {{
@@ -143,6 +192,15 @@ class ChatUI:
                 yield "".join(pieces[:end])
         yield final
 
+    def export(self, history: list[dict[str, Any]] | None) -> Any:
+        """The "Download chat" button, holding the conversation as Markdown with each answer's sources; hidden
+        until there is an answer."""
+        messages = [{"role": m.get("role"), "content": message_text(m.get("content"))} for m in history or []]
+        if not any(m["role"] == "assistant" for m in messages):
+            return gr.update(value=None, visible=False)
+        text = render.conversation_markdown(messages, f"Career Advisor chat, {datetime.now():%Y-%m-%d %H:%M}")
+        return gr.update(value=str(_export_file(text)), visible=True)
+
     def check_length(self, message: Any) -> Any:
         """Refuse an over-long message before it is sent, so the text stays in the box to be shortened."""
         length = len(message_text(message))
@@ -155,14 +213,13 @@ class ChatUI:
     def latest_sources(self, history: list[dict[str, Any]] | None) -> str:
         """The side panel for the newest answer in the chat."""
         last = next((message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant"), "")
-        return render_sources(self._recall(last))
+        return _panel(last)
 
     def selected_sources(self, history: list[dict[str, Any]] | None, data: gr.SelectData) -> str:
         """The side panel for the answer the user clicked."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         history = history or []
-        content = message_text(history[index].get("content")) if 0 <= index < len(history) else ""
-        return render_sources(self._recall(content))
+        return _panel(message_text(history[index].get("content")) if 0 <= index < len(history) else "")
 
     def vote(self, data: gr.LikeData, history: list[dict[str, Any]]) -> None:
         """Record a like or dislike with the question, the conversation before it, the answer and its sources."""
@@ -244,8 +301,9 @@ class ChatUI:
             for row in rows
         )
         table = (
-            "<table class='documents'><thead><tr><th>Title</th><th>File</th><th>Type</th><th>Size</th>"
-            f"<th>Passages</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table>"
+            "<p class='swipe-hint'>Swipe the table sideways for type, size, passages and status.</p>"
+            "<div class='documents-scroll'><table class='documents'><thead><tr><th>Title</th><th>File</th>"
+            f"<th>Type</th><th>Size</th><th>Passages</th><th>Status</th></tr></thead><tbody>{cells}</tbody></table></div>"
         )
         if skipped:
             table += (
@@ -278,7 +336,25 @@ class ChatUI:
                 Path(path).unlink(missing_ok=True)  # Gradio's temporary copy: the corpus holds the one kept
         if added:
             self.service.rebuild()
-        return _report(added and f"Added {', '.join(added)}; updating the index.", refused)
+        return _report(added and f"Added {', '.join(added)}; {UPDATING}", refused)
+
+    def confirm_removal(self, source: str | None) -> tuple[Any, str, str]:
+        """(confirmation row, its question, outcome): Remove asks before a file is deleted."""
+        if not source:
+            return gr.update(visible=False), "", "Choose a document to remove."
+        return (
+            gr.update(visible=True),
+            f"Delete **{render.escape(source)}** from the documents folder? Answers will no longer use it.",
+            "",
+        )
+
+    def settled(self, outcome: str | None) -> Any:
+        """The Documents tab's last outcome, once the update it announced has finished: said done (or failed)."""
+        state = self.service.rebuild_state()
+        if not outcome or UPDATING not in outcome or state.running:
+            return gr.update()
+        done = "the index is up to date." if state.ok else f"the update failed: {state.message}"
+        return outcome.replace(UPDATING, html.escape(done))
 
     def remove(self, source: str | None) -> str:
         """Delete one document from the corpus and start an update."""
@@ -293,7 +369,7 @@ class ChatUI:
         except AdvisorError as exc:
             return _report("", [str(exc)])
         self.service.rebuild()
-        return _report(f"Removed {source}; updating the index.", [])
+        return _report(f"Removed {source}; {UPDATING}", [])
 
     # --- page ----------------------------------------------------------------------------
 
@@ -318,21 +394,28 @@ class ChatUI:
                             feedback_options=("Like", "Dislike"),
                             buttons=["copy"],
                             latex_delimiters=[],  # "$$" in a document is text, not math
-                            placeholder="Ask a question, or pick an example below.",
+                            placeholder=self.placeholder(),
+                        )
+                        download = gr.DownloadButton(
+                            "Download chat", size="sm", visible=False, elem_id="download-chat", render=False
                         )
                         chat = _ChatInterface(
                             self.respond,
                             chatbot=chatbot,
-                            examples=self.service.advisor.examples() or None,
                             api_name="chat",
                             concurrency_limit=settings.concurrency,
                             fill_height=False,
                             save_history=True,
                             validator=self.check_length,
                             textbox=gr.Textbox(
-                                placeholder="Ask a question about the documents…", max_lines=6, submit_btn=True, stop_btn=True
+                                placeholder="Ask a question about the documents…",
+                                max_lines=6,
+                                submit_btn=True,
+                                stop_btn=True,
+                                elem_id="ask-box",
                             ),
                         )
+                        download.render()  # under the chat
                     with gr.Column(scale=2, min_width=260):
                         gr.Markdown("### Sources", elem_id="side-title")
                         sources = gr.HTML(render_sources(None), elem_id="side-sources")
@@ -348,9 +431,13 @@ class ChatUI:
                         # No file_types filter: the browser would drop other files silently; the server says why.
                         uploader = gr.File(label="Add documents", file_count="multiple", type="filepath")
                         with gr.Row():
-                            choice = gr.Dropdown(label="Remove a document", choices=[], scale=3)
+                            choice = gr.Dropdown(label="Remove a document", choices=[], scale=3, elem_id="remove-choice")
                             remove = gr.Button("Remove", variant="stop", scale=0, min_width=100)
-                        outcome = gr.HTML()
+                        with gr.Row(visible=False, elem_id="confirm-removal") as confirm:
+                            question = gr.Markdown()
+                            yes = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=130)
+                            no = gr.Button("Cancel", scale=0, min_width=90)
+                        outcome = gr.HTML(elem_id="documents-outcome")
                     table = gr.HTML()
                     with gr.Accordion("Index details", open=False):
                         details = gr.HTML()
@@ -358,6 +445,7 @@ class ChatUI:
                     if blocked:
                         choice = gr.Dropdown(visible=False)
             self._save_chats_across_restarts(chat)
+            self._reopen_the_last_chat(page, chat)
             chatbot.change(
                 self.latest_sources, [chatbot], [sources], api_visibility="private", show_progress="hidden", queue=False
             )
@@ -365,11 +453,15 @@ class ChatUI:
                 self.selected_sources, [chatbot], [sources], api_visibility="private", show_progress="hidden", queue=False
             )
             chatbot.like(self.vote, [chatbot], None, api_visibility="private")
+            # Only the newest change is exported once the one running ends: a streamed answer asks for one file or two.
+            chatbot.change(
+                self.export, [chatbot], [download], api_visibility="private", show_progress="hidden", trigger_mode="always_last"
+            )
             bar = [status, update, timer, intro]
             listing = [table, choice, details]
             page.load(self.status, None, bar, api_visibility="private")
             update.click(self.rebuild, None, bar, api_visibility="private")
-            timer.tick(self.status, None, bar, api_visibility="private").then(
+            ticked = timer.tick(self.status, None, bar, api_visibility="private").then(
                 self.documents, None, listing, api_visibility="private"
             )
             documents_tab.select(self.documents, None, listing, api_visibility="private")
@@ -381,11 +473,55 @@ class ChatUI:
                     lambda: None, None, [uploader], api_visibility="private"
                 ).then(self.status, None, bar, api_visibility="private").then(
                     self.documents, None, listing, api_visibility="private"
-                )
-                remove.click(self.remove, [choice], [outcome], api_visibility="private").then(
-                    self.status, None, bar, api_visibility="private"
-                ).then(self.documents, None, listing, api_visibility="private")
+                ).then(self.settled, [outcome], [outcome], api_visibility="private")
+                remove.click(self.confirm_removal, [choice], [confirm, question, outcome], api_visibility="private")
+                no.click(lambda: gr.update(visible=False), None, [confirm], api_visibility="private", queue=False)
+                yes.click(lambda: gr.update(visible=False), None, [confirm], api_visibility="private", queue=False).then(
+                    self.remove, [choice], [outcome], api_visibility="private"
+                ).then(self.status, None, bar, api_visibility="private").then(
+                    self.documents, None, listing, api_visibility="private"
+                ).then(self.settled, [outcome], [outcome], api_visibility="private")
+                ticked.then(self.settled, [outcome], [outcome], api_visibility="private")
         return page
+
+    def placeholder(self) -> str:
+        """What the empty chat shows: an invitation and example questions (the documents' own FAQ questions), each
+        a link that asks it, the way a typed question is asked, so the chat it starts is saved like any other."""
+        examples = self.service.advisor.examples()
+        if not examples:
+            return "Ask a question about the documents."
+        links = "\n".join(f"- [{render.escape(q)}]({render.ASK})" for q in examples)
+        return f"**Ask a question, or try one of these:**\n\n{links}"
+
+    def reopen(self, opened: Any, saved: Any) -> tuple[Any, Any, Any]:
+        """(conversation id, chat, the chat's state) on page load: the saved chat that was open before the reload,
+        if it is still saved; otherwise an empty chat."""
+        index = _opened_index(opened)
+        if index is not None and isinstance(saved, list) and index < len(saved) and saved[index]:
+            return index, saved[index], saved[index]
+        return None, gr.update(), gr.update()
+
+    def _reopen_the_last_chat(self, page: gr.Blocks, chat: gr.ChatInterface) -> None:
+        """A reload returns to the chat that was open: the browser remembers which saved chat it was.
+
+        ChatInterface keeps that in a State its own unqueued events set, and those fire no change event, so the
+        same triggers are followed here: a new chat is saved first in the list, an opened one keeps its place.
+        """
+        opened = gr.BrowserState("none", storage_key="career_advisor_open_chat")
+        # Queued: a BrowserState set by an unqueued event is not written to the browser's storage.
+        private: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden"}
+        # Kept as text ("chat 0"): the browser stores no value that reads as false, such as 0.
+        chat.textbox.submit(lambda i: i if _opened_index(i) is not None else "chat 0", [opened], [opened], **private)
+        chat.chat_history_dataset.click(lambda i: f"chat {i}", [chat.chat_history_dataset], [opened], **private)
+        chat.new_chat_button.click(lambda: "none", None, [opened], **private)
+        chat.chatbot.clear(lambda: "none", None, [opened], **private)
+        page.load(
+            self.reopen,
+            [opened, chat.saved_conversations],
+            [chat.conversation_id, chat.chatbot, chat.chatbot_state],
+            api_visibility="private",
+            queue=False,
+        )
 
     def _save_chats_across_restarts(self, chat: gr.ChatInterface) -> None:
         """Saved chats are encrypted in the browser with a per-process key by default, so a restart of the app
@@ -407,11 +543,20 @@ class ChatUI:
             column.elem_classes = ["history-col"]
 
 
+EMPTY_PANEL = '<div class="empty">Click an answer to see the passages it cites here.</div>'
+
+
 def render_sources(answer: Answer | None) -> str:
     """HTML for the side panel: the cited passages of one answer, escaped, the quoted parts highlighted."""
     if answer is None or not answer.citations:
-        return '<div class="empty">Click an answer to see the passages it cites here.</div>'
+        return EMPTY_PANEL
     return render.sources_list(answer.citations)
+
+
+def _panel(message: str) -> str:
+    """The side panel for one chat message: the passages its own sources block holds. Read from the message, not
+    from this process's memory, so a saved chat reopened after a restart shows its sources too."""
+    return render.sources_in(message) or EMPTY_PANEL
 
 
 class BodyLimit:
@@ -505,6 +650,28 @@ def _as_said(history: Any) -> list[dict[str, Any]]:
     """The chat history as the conversation went, without what the page added to answers (see render.plain_text);
     only its last messages, each cut to its limit (see chat.bound_history) before any work on them."""
     return [{"role": m["role"], "content": render.plain_text(m["content"])} for m in bound_history(history)]
+
+
+def _opened_index(opened: Any) -> int | None:
+    """The saved chat a browser says was open ("chat 3"), or None (a new chat, or nothing said)."""
+    match = re.fullmatch(r"chat (\d{1,6})", opened) if isinstance(opened, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _export_file(text: str) -> Path:
+    """A chat's Markdown written to a file for its download: one folder per content (an unchanged chat is not
+    written again), files over an hour old removed, so exports never pile up."""
+    root = Path(tempfile.gettempdir()) / "career-advisor-exports"
+    now = time.time()
+    for old in root.glob("*/*.md") if root.is_dir() else ():
+        if now - old.stat().st_mtime > EXPORT_SECONDS:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+    path = root / hashlib.sha256(text.encode()).hexdigest()[:16] / "career-advisor-chat.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _day(built_at: str) -> str:

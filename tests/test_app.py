@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from advisor.config import PROJECT_ROOT
+from advisor.render import ASK
 from conftest import DATA, SEED_CORPUS, free_port, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -176,8 +177,8 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
             on.wait_for_timeout(300)  # the last streamed update
             return on.locator('#chat [data-testid="bot"]').last
 
-        first = page.get_by_role("button", name=re.compile(r"^Select example 1: .+\?$"))
-        expect(first).to_be_visible()  # examples are the corpus's own FAQ questions
+        first = page.locator(f'#chat a[href="{ASK}"]').first
+        expect(first).to_have_text(re.compile(r".+\?$"))  # examples are the corpus's own FAQ questions
         pay = ask("How much do ML engineers earn at each level?")
         expect(pay.locator("table")).to_contain_text("$85,000")  # table rows as a table
         expect(pay.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
@@ -364,3 +365,139 @@ def test_benchmark_smoke(tmp_path):
     ):
         assert part in names
     assert all(isinstance(r["ratio"], float | int) and r["ratio"] > 0 for r in rows)
+
+
+def _ask(page: Any, question: str | None = None, click: Any = None) -> Any:
+    """Send a question (typed, or by clicking a link that asks it) and wait for its whole answer."""
+    bots = page.locator('#chat [data-testid="bot"]')
+    count = bots.count()
+    if click is not None:
+        click.click()
+    else:
+        box = page.locator('textarea[data-testid="textbox"]')
+        box.fill(question)
+        box.press("Enter")
+    from playwright.sync_api import expect
+
+    expect(bots).to_have_count(count + 1, timeout=60_000)
+    page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
+    page.wait_for_timeout(500)  # the last streamed update
+    return bots.last
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_examples_and_suggestions_ask_and_the_open_chat_comes_back_after_a_reload(server, screen):
+    from playwright.sync_api import expect, sync_playwright
+
+    phone = screen == "phone"
+    size = {"width": 390, "height": 844} if phone else {"width": 1366, "height": 900}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        context = browser.new_context(viewport=size, is_mobile=phone, has_touch=phone, accept_downloads=True)
+        page = context.new_page()
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
+        bots = page.locator('#chat [data-testid="bot"]')
+
+        # An example asks itself, and the chat it starts is saved like a typed one (#25, 3).
+        example = page.locator(f'#chat a[href="{ASK}"]', has_text="What is a Machine Learning Engineer?")
+        answer = _ask(page, click=example)
+        expect(page.locator('#chat [data-testid="user"]').first).to_have_text("What is a Machine Learning Engineer?")
+        expect(page.locator(".history-col")).to_contain_text("What is a Machine Learning Engineer?", timeout=20_000)
+        # A passage shows its Markdown as formatting, never as asterisks (#25, 8).
+        answer.locator("summary").click()
+        passages = answer.locator("details.answer-sources .src-text")
+        expect(passages.first).to_be_visible()
+        assert answer.locator("details.answer-sources .src-text strong").count() >= 1
+        assert "**" not in " ".join(passages.all_inner_texts())
+
+        # A decline's suggested questions are links that ask them (#25, 4); the refused question is not one.
+        declined = _ask(page, "How do I bake sourdough bread?")
+        suggestions = declined.locator(f'a[href="{ASK}"]')
+        expect(suggestions.first).to_be_visible()
+        assert "How do I bake sourdough bread?" not in suggestions.all_inner_texts()
+        suggested = suggestions.first.inner_text()
+        _ask(page, click=suggestions.first)
+        expect(page.locator('#chat [data-testid="user"]').last).to_have_text(suggested)
+        assert bots.count() == 3
+
+        if not phone:  # the side panel follows the answer whose [n] is clicked (#25, 9)
+            bots.first.locator('a[href="#cite-1"]').first.click()
+            first_passage = bots.first.locator("details.answer-sources .src-1 .src-text").text_content()
+            expect(page.locator("#side-sources .src-1.active")).to_contain_text(first_passage[:40])
+
+        # Download chat: the conversation as Markdown with each answer's numbered sources.
+        with page.expect_download() as download:
+            page.locator("#download-chat").click()
+        saved = Path(download.value.path()).read_text()
+        assert "**You:** What is a Machine Learning Engineer?" in saved and f"**You:** {suggested}" in saved
+        assert "Sources:\n1. " in saved and "   > " in saved and "How do I bake sourdough bread?" in saved
+
+        # A reload returns to this chat, whole, and its [1] still opens its sources (side panel too on a desktop).
+        page.reload(wait_until="domcontentloaded")
+        page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
+        expect(bots).to_have_count(3, timeout=20_000)
+        expect(page.locator('#chat [data-testid="user"]').first).to_have_text("What is a Machine Learning Engineer?")
+        bots.first.locator('a[href="#cite-1"]').first.click()
+        expect(bots.first.locator("details.answer-sources .src-1.active")).to_be_visible()
+        if not phone:
+            expect(page.locator("#side-sources .src-1")).to_be_visible()
+        else:
+            assert not page.locator("#side-sources").is_visible()
+        # A new chat, then a reload: the empty chat stays empty.
+        page.get_by_role("button", name="New chat").click()
+        expect(bots).to_have_count(0)
+        page.wait_for_timeout(1_000)  # the browser notes the change (a queued event)
+        page.reload(wait_until="domcontentloaded")
+        page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
+        page.wait_for_timeout(2_000)
+        assert bots.count() == 0
+        page.screenshot(path=str(ARTIFACTS / f"browser-chats-{screen}.png"))
+        browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
+@pytest.mark.parametrize("screen", ["phone", "desktop"])
+def test_the_documents_tab_scrolls_on_a_phone_asks_before_removing_and_says_when_the_update_is_done(server, tmp_path, screen):
+    from playwright.sync_api import expect, sync_playwright
+
+    phone = screen == "phone"
+    size = {"width": 390, "height": 844} if phone else {"width": 1366, "height": 900}
+    name = f"removal-{screen}.md"
+    notes = tmp_path / name
+    notes.write_text(f"# Removal notes {screen}\n\nQuokka engineers file their removal notes on Fridays.\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport=size, is_mobile=phone, has_touch=phone)
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Documents").click()
+        table = page.locator(".documents-scroll")
+        expect(table).to_be_visible()
+        if phone:  # every column can be reached: the table scrolls sideways inside the page, not off it
+            assert table.evaluate("el => el.scrollWidth > el.clientWidth && getComputedStyle(el).overflowX === 'auto'")
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.locator('input[type="file"]').set_input_files([str(notes)])
+        outcome = page.locator("#documents-outcome")
+        # "updating the index" is replaced when the update it announced is done.
+        expect(outcome).to_contain_text(f"Added {name}; the index is up to date.", timeout=120_000)
+        expect(page.locator("table.documents")).to_contain_text(name)
+        before = len(list(server.corpus.iterdir()))
+
+        page.locator("#remove-choice input").click()
+        page.get_by_role("option", name=name).click()
+        page.get_by_role("button", name="Remove", exact=True).click()
+        confirm = page.locator("#confirm-removal")
+        expect(confirm).to_contain_text(re.compile(rf"Delete \S*{re.escape(name)} from the documents folder\?"))
+        page.get_by_role("button", name="Cancel").click()
+        expect(confirm).to_be_hidden()
+        assert (server.corpus / name).exists() and len(list(server.corpus.iterdir())) == before
+
+        page.get_by_role("button", name="Remove", exact=True).click()
+        page.get_by_role("button", name="Yes, delete it").click()
+        expect(outcome).to_contain_text(re.compile(rf"Removed \S*{re.escape(name)}; the index is up to date\."), timeout=120_000)
+        assert not (server.corpus / name).exists()
+        expect(page.locator("table.documents")).not_to_contain_text(name)
+        page.screenshot(path=str(ARTIFACTS / f"browser-documents-{screen}.png"), full_page=True)
+        browser.close()

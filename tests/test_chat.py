@@ -227,3 +227,14 @@ def test_a_documents_own_links_footnotes_and_bracketed_numbers_never_become_cita
         markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
         assert markers and markers <= {c.n for c in answer.citations}, (question, answer.text)
         assert "#fn" not in answer.text and "](" not in answer.text and "example.org" not in answer.text
+
+
+def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_refused(advisor):
+    answer = advisor.ask("How do I bake sourdough bread?")
+    assert answer.kind == "out_of_scope" and answer.suggestions
+    assert all(f"- {s}" in answer.text for s in answer.suggestions)  # listed in the text, for the CLI and the API
+    refused = advisor.corpus_questions[0]
+    assert refused not in advisor.suggestions(refused) and refused not in advisor.suggestions(refused.upper() + "  ")
+    assert refused in advisor.suggestions("How do I bake sourdough bread?", n=len(advisor.corpus_questions))
+    greeting = advisor.ask("hello!")
+    assert greeting.kind == "chitchat" and greeting.suggestions and f"- {greeting.suggestions[0]}" in greeting.text

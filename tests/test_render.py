@@ -64,3 +64,62 @@ def test_model_text_reaches_the_browser_checked_and_literal():
     body, _, block = render.message(_answer(check(text, 1).text)).partition("\n\n<details")
     assert body == "Pay is high, a &lt; b and R&amp;D [\\[1\\]](#cite-1)." and "Passage text." in block
     assert render.plain_text(render.message(_answer(check(text, 1).text))) == "Pay is high, a < b and R&D [1]."
+
+
+def test_a_passage_shows_its_markdown_as_formatting_and_everything_else_as_text():
+    passage = (
+        "## Pay by level\n\n**Data Scientists** earn *more* at first. <script>alert(1)</script>\n"
+        "![p](http://remote.invalid/p.png) [x](javascript:alert(2))\n\n"
+        "- Python **and** SQL\n- Statistics\n\n"
+        "| Level | Salary |\n| --- | --- |\n| Entry Level | $85,000 |\n| Senior | $170,000 |"
+    )
+    shown = render.passage_html(passage, ("Entry Level | $85,000", "earn *more* at first."))
+    assert '<div class="src-h">Pay by level</div>' in shown and "##" not in shown
+    assert "<strong>Data Scientists</strong> <mark>earn </mark><em><mark>more</mark></em><mark> at first.</mark>" in shown
+    assert "**" not in shown and "<script" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "<img" not in shown and "<a " not in shown and "![p](http://remote.invalid/p.png)" in shown
+    assert '<ul class="src-list"><li>Python <strong>and</strong> SQL</li><li>Statistics</li></ul>' in shown
+    assert (
+        "<tr><th>Level</th><th>Salary</th></tr><tr><td><mark>Entry Level</mark></td><td><mark>$85,000</mark></td></tr>" in shown
+    )
+    assert "---" not in shown and "\n" not in shown  # one line: the chat's markdown leaves the block whole
+    # Markup a document cannot close is text, read in linear time.
+    assert render.passage_html("**a " * 5000, ()).count("<strong>") == 0
+
+
+def test_suggested_questions_become_links_that_ask_them_and_read_back_as_said():
+    text = "I couldn't find that (sorry). You could ask:\n- What do *juniors* earn?\n- Is a PhD needed?\n- not one"
+    answer = Answer(text, kind="out_of_scope", suggestions=("What do *juniors* earn?", "Is a PhD needed?"))
+    shown = render.message(answer)
+    assert "- [What do \\*juniors\\* earn?](#ask)\n- [Is a PhD needed?](#ask)\n- not one" in shown
+    assert render.plain_text(shown) == text  # the conversation as said, for follow-ups
+    assert "(#ask)" not in render.answer_markdown(text)  # only the answer's own suggestions are links
+
+
+def test_a_chat_exports_as_markdown_with_each_answers_numbered_sources():
+    passage = "Intro with **bold** words.\n\n| Level | Pay |\n| --- | --- |\n| Entry Level | $85,000 |"
+    chunk = Chunk(1, "corpus/guide.md", "Pay Guide", "Pay by level", passage, 0, len(passage), page=3)
+    answer = Answer("Entry level pays $85,000 [1].", (Citation(1, Hit(chunk, 1.0, 1), ("Entry Level | $85,000",)),))
+    history = [
+        {"role": "user", "content": "What do juniors earn?"},
+        {"role": "assistant", "content": render.message(answer)},
+        {"role": "user", "content": "And pilots?"},
+        {"role": "assistant", "content": render.message(Answer("I couldn't find that.", kind="out_of_scope"))},
+    ]
+    assert render.conversation_markdown(history, "Chat") == (
+        "# Chat\n\n**You:** What do juniors earn?\n\n**Career Advisor:** Entry level pays $85,000 [1].\n\n"
+        "Sources:\n1. Pay by level (Pay Guide · guide.md, page 3)\n   > Entry Level | $85,000\n\n"
+        "**You:** And pilots?\n\n**Career Advisor:** I couldn't find that.\n"
+    )
+
+
+def test_a_messages_sources_read_back_keep_only_the_markup_sources_list_writes():
+    chunk = Chunk(1, "corpus/guide.md", "Guide", "Pay", "**Pay** is <b>high</b>.", 0, 10)
+    citations = (Citation(1, Hit(chunk, 1.0, 1), ("is",)),)
+    assert render.sources_in(render.message(Answer("x [1].", citations))) == render.sources_list(citations)
+    forged = (
+        '<details class="answer-sources"><summary>S</summary><img src=x onerror=alert(1)>'
+        '<div class="src" onclick="x">a</div><script>x</script></details>'
+    )
+    assert render.sources_in(forged) == '<div class="src">a</div>'
+    assert render.sources_in("no sources here") == ""

@@ -9,7 +9,7 @@ from advisor.feedback import record_vote
 from advisor.index import build
 from advisor.service import AdvisorService
 from advisor.types import Answer, Chunk, Citation, Hit
-from advisor.render import highlight
+from advisor.render import passage_html
 from advisor.ui import render_sources
 from conftest import DATA
 
@@ -26,9 +26,9 @@ def test_sources_panel_escapes_document_text_and_marks_quotes():
     assert render_sources(None).startswith('<div class="empty">')
 
 
-def test_highlight_merges_overlapping_quotes():
-    assert highlight("a <b> c d", ("<b> c", "c d")) == "a <mark>&lt;b&gt; c d</mark>"
-    assert highlight("abc", ("zzz",)) == "abc"
+def test_overlapping_quotes_are_marked_once():
+    assert passage_html("a <b> c d", ("<b> c", "c d")) == "<p>a <mark>&lt;b&gt; c d</mark></p>"
+    assert passage_html("abc", ("zzz",)) == "<p>abc</p>"
 
 
 def test_a_vote_is_saved_in_a_shape_eval_reads(tmp_path, seed_settings):
