@@ -356,6 +356,8 @@ def conversation_markdown(history: Sequence[Mapping[str, Any]], title: str = "Ca
         if message.get("role") == "user":
             lines += [f"**You:** {content.strip()}", ""]
             continue
+        if not content.strip():  # a chart under an answer: its numbers are in the answer above it
+            continue
         lines += [f"**Career Advisor:** {plain_text(content).strip()}", ""]
         sources = _sources_of(content)
         if sources:

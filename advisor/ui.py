@@ -22,6 +22,8 @@ from typing import Any, Literal
 import gradio as gr
 
 from advisor import render
+from advisor.chart import bar_charts
+from advisor.chart import figure as chart_figure
 from advisor.chat import MAX_ANSWER_CHARS, MAX_HISTORY_MESSAGES, MAX_QUESTION_CHARS, bound_history
 from advisor.documents import add_document, list_documents, remove_document, uploads_blocked
 from advisor.errors import AdvisorError
@@ -82,8 +84,9 @@ table.{render.TABLE_CLASS} td {{padding: 4px 12px}}
   .swipe-hint {{display: block; font-size: 0.85em; opacity: 0.75; margin: 0 0 4px}}
 }}
 """
-# Clicking "[n]" in an answer opens that answer's sources and marks passage n; on a phone the newest answer is
-# scrolled into view when it arrives (the page, not just the chat box, scrolls there).
+# Clicking "[n]" in an answer opens that answer's sources and marks passage n (and shows them in the side panel);
+# a suggested question is asked when clicked; on a phone the newest answer is scrolled into view when it arrives
+# (the page, not just the chat box, scrolls there).
 JS = f"""
 () => {{
   // A suggested question or an example is asked as if typed, so it goes where typed questions go (saved chats).
@@ -132,8 +135,10 @@ JS = f"""
   new MutationObserver(() => {{
     const bots = document.querySelectorAll('#chat [data-testid="bot"]');
     if (bots.length !== count) {{
+      // The newest answer's text, not the chart that may follow it.
+      const added = Array.from(bots).slice(count).filter((bot) => !bot.querySelector('[data-testid="matplotlib"]'));
       count = bots.length;
-      if (window.innerWidth < {PHONE} && count) bots[count - 1].scrollIntoView({{block: 'start'}});
+      if (window.innerWidth < {PHONE} && added.length) added[added.length - 1].scrollIntoView({{block: 'start'}});
     }}
   }}).observe(document.body, {{childList: true, subtree: true}});
 }}
@@ -166,8 +171,9 @@ class ChatUI:
 
     # --- chat ----------------------------------------------------------------------------
 
-    def respond(self, message: Any, history: list[dict[str, Any]], request: gr.Request) -> Iterator[str]:
-        """Answer one message, streaming the text; the final message carries its own sources block.
+    def respond(self, message: Any, history: list[dict[str, Any]], request: gr.Request) -> Iterator[str | list[Any]]:
+        """Answer one message, streaming the text; the final message carries its own sources block, and a bar chart
+        follows it when it lists two or more comparable numbers from a table.
 
         Document text is escaped for the browser (a "<script>" quoted from a document shows as text); API
         clients get the plain answer with its [n] markers.
@@ -190,7 +196,9 @@ class ChatUI:
             pieces = re.split(r"(\s+)", render.answer_markdown(answer.text, links=False))
             for end in range(STREAM_WORDS * 2, len(pieces), STREAM_WORDS * 2):
                 yield "".join(pieces[:end])
-        yield final
+        charts = bar_charts(answer.text) if answer.grounded else []
+        # Each chart is a message of its own under the answer, in the same bubble; its title cites the source.
+        yield [final, *(gr.Plot(chart_figure(chart), show_label=False, container=False) for chart in charts)] if charts else final
 
     def export(self, history: list[dict[str, Any]] | None) -> Any:
         """The "Download chat" button, holding the conversation as Markdown with each answer's sources; hidden
@@ -212,8 +220,8 @@ class ChatUI:
 
     def latest_sources(self, history: list[dict[str, Any]] | None) -> str:
         """The side panel for the newest answer in the chat."""
-        last = next((message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant"), "")
-        return _panel(last)
+        said = (message_text(m.get("content")) for m in reversed(history or []) if m.get("role") == "assistant")
+        return _panel(next((text for text in said if text), ""))  # a chart under an answer has no text
 
     def selected_sources(self, history: list[dict[str, Any]] | None, data: gr.SelectData) -> str:
         """The side panel for the answer the user clicked."""
@@ -649,7 +657,8 @@ def _from_api(request: gr.Request | None) -> bool:
 def _as_said(history: Any) -> list[dict[str, Any]]:
     """The chat history as the conversation went, without what the page added to answers (see render.plain_text);
     only its last messages, each cut to its limit (see chat.bound_history) before any work on them."""
-    return [{"role": m["role"], "content": render.plain_text(m["content"])} for m in bound_history(history)]
+    said = [m for m in bound_history(history) if m["content"] or m["role"] == "user"]  # charts have no text
+    return [{"role": m["role"], "content": render.plain_text(m["content"])} for m in said]
 
 
 def _opened_index(opened: Any) -> int | None:

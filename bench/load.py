@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             results = _run(url, questions, args.users, args.seconds)
         finally:
             if server:
-                _stop(server[0])
+                stop_app(server[0])
         summary = _summarize(results, args.users, args.seconds)
         ok = summary["errors"] == 0
     out = args.out or (
@@ -100,7 +100,8 @@ def start_app(
     raise SystemExit(f"the app did not start serving in {timeout:.0f} s")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_app(process: subprocess.Popen) -> None:
+    """Stop an app start_app started."""
     process.terminate()
     process.wait(20)
 
@@ -149,7 +150,7 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
                     extra[phase]["refused"] = sum(1 for o, _ in outcomes if o == "refused")
     finally:
         rss.stop()
-        _stop(server[0])
+        stop_app(server[0])
     slow = _slow_llm(work, corpus, questions, users, seconds)
     p95 = {name: phase["p95_ms"] for name, phase in phases.items()}
     return {
@@ -274,7 +275,7 @@ def _slow_llm(work: Path, corpus: Path, questions: list, users: int, seconds: fl
         try:
             summary = _summarize(_run(server[1], questions, min(users, 4), seconds), min(users, 4), seconds)
         finally:
-            _stop(server[0])
+            stop_app(server[0])
     return {"llm_timeout_s": LLM_TIMEOUT, **summary}
 
 

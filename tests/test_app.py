@@ -20,6 +20,8 @@ from conftest import DATA, SEED_CORPUS, free_port, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "artifacts"
+# The chat's answers: a chart under an answer is a bot message of its own.
+ANSWERS = '#chat [data-testid="bot"]:not(:has([data-testid="matplotlib"]))'
 BROWSER_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -159,28 +161,22 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         page.goto(server.url, wait_until="domcontentloaded")
         textbox = page.locator('textarea[data-testid="textbox"]')
         textbox.wait_for(timeout=60_000)
-        bots = page.locator('#chat [data-testid="bot"]')
+        bots = page.locator(ANSWERS)
         status = page.locator("#index-status")
         expect(status).to_contain_text("Documents: 3")
         expect(status).not_to_contain_text("passages")  # index internals live in the Documents tab
 
-        def ask(question: str, on: Any = page) -> Any:
-            count = on.locator('#chat [data-testid="bot"]').count()
-            box = on.locator('textarea[data-testid="textbox"]')
-            box.fill(question)
-            box.press("Enter")
-            expect(on.locator('#chat [data-testid="bot"]')).to_have_count(count + 1, timeout=60_000)
-            expect(on.locator('#chat [data-testid="bot"]').last.locator("details.answer-sources, p").first).to_be_visible(
-                timeout=60_000
-            )
-            on.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
-            on.wait_for_timeout(300)  # the last streamed update
-            return on.locator('#chat [data-testid="bot"]').last
+        def ask(question: str) -> Any:
+            return _ask(page, question)
 
         first = page.locator(f'#chat a[href="{ASK}"]').first
         expect(first).to_have_text(re.compile(r".+\?$"))  # examples are the corpus's own FAQ questions
         pay = ask("How much do ML engineers earn at each level?")
         expect(pay.locator("table")).to_contain_text("$85,000")  # table rows as a table
+        # ... and as a bar chart under the answer (#25, pay at a glance); an answer with one figure has none.
+        chart = page.locator('#chat [data-testid="bot"] [data-testid="matplotlib"] img')
+        expect(chart).to_have_count(1)
+        assert chart.evaluate("img => img.naturalWidth > 200 && img.getAttribute('src').startsWith('data:image/')")
         expect(pay.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
         skills = ask("What skills do ML engineers need?")
         assert skills.locator("li").count() >= 3  # a list as a list
@@ -288,7 +284,7 @@ def test_on_a_phone_the_box_and_the_answer_are_on_screen(server):
         assert not page.locator("#side-sources").is_visible()  # sources live under each answer here
         textbox.fill("What do ML engineers earn at each level?")
         textbox.press("Enter")
-        bots = page.locator('#chat [data-testid="bot"]')
+        bots = page.locator(ANSWERS)
         expect(bots).to_have_count(1, timeout=60_000)
         page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
         expect(bots.last.locator("details.answer-sources")).to_be_attached()
@@ -369,7 +365,9 @@ def test_benchmark_smoke(tmp_path):
 
 def _ask(page: Any, question: str | None = None, click: Any = None) -> Any:
     """Send a question (typed, or by clicking a link that asks it) and wait for its whole answer."""
-    bots = page.locator('#chat [data-testid="bot"]')
+    from playwright.sync_api import expect
+
+    bots = page.locator(ANSWERS)
     count = bots.count()
     if click is not None:
         click.click()
@@ -377,12 +375,11 @@ def _ask(page: Any, question: str | None = None, click: Any = None) -> Any:
         box = page.locator('textarea[data-testid="textbox"]')
         box.fill(question)
         box.press("Enter")
-    from playwright.sync_api import expect
-
-    expect(bots).to_have_count(count + 1, timeout=60_000)
+    expect(bots.nth(count)).to_be_visible(timeout=60_000)
     page.locator('button[data-testid="stop-button"]').wait_for(state="hidden", timeout=60_000)
     page.wait_for_timeout(500)  # the last streamed update
-    return bots.last
+    expect(bots.nth(count).locator("details.answer-sources, p").first).to_be_visible(timeout=60_000)
+    return bots.nth(count)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
@@ -398,7 +395,7 @@ def test_examples_and_suggestions_ask_and_the_open_chat_comes_back_after_a_reloa
         page = context.new_page()
         page.goto(server.url, wait_until="domcontentloaded")
         page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
-        bots = page.locator('#chat [data-testid="bot"]')
+        bots = page.locator(ANSWERS)
 
         # An example asks itself, and the chat it starts is saved like a typed one (#25, 3).
         example = page.locator(f'#chat a[href="{ASK}"]', has_text="What is a Machine Learning Engineer?")
