@@ -221,6 +221,8 @@ def test_a_documents_own_links_footnotes_and_bracketed_numbers_never_become_cita
         ("what do electricians earn?", "61,590"),
         ("how long is an electrician apprenticeship?", "four-year"),
         ("do most electricians work full time?", "Eighty-two percent"),
+        ("what do plumbers earn?", "62,970"),  # the HTML page: footnote links in <sup>, bracketed numbers
+        ("do plumbers need a license?", "journeyman license"),
     ):
         answer = footnoted.ask(question)
         assert answer.grounded and fact in answer.text, (question, answer.text)
