@@ -407,8 +407,9 @@ class Advisor:
         )
 
     def _early(self, question: str) -> Answer | None:
-        """The reply for messages that need no retrieval: empty, too long, small talk, nothing indexed."""
-        if not question:
+        """The reply for messages that need no retrieval: empty (or without a word: "😀", "?????", a zero-width
+        space), too long, small talk, nothing indexed."""
+        if not _WORDY.search(question):
             suggestions = self._safe_suggestions()
             return Answer(
                 f"Please type a question about {self._scope_or_default()}. For example:\n{self._listed(suggestions)}",
@@ -551,6 +552,9 @@ def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]
     if not before or len(terms(question)) > 1:
         return history
     return [*history, {"role": "user", "content": before[-1]}, {"role": "assistant", "content": ""}]
+
+
+_WORDY = re.compile(r"[^\W_]")  # a letter or digit of any script: what a message needs to ask anything
 
 
 def _words_of(text: str) -> tuple[str, ...]:

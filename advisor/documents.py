@@ -255,8 +255,15 @@ def _human(size: int) -> str:
 
 
 def _claim_name(root: Path, name: str, tmp: Path, sha256: str, size: int, filename: str) -> Path:
-    """Give the written temp file ``name``, or the first free ``stem-N.ext``; never replace an existing file."""
+    """Give the written temp file ``name``, or the first free ``stem-N.ext``; never replace an existing file, and
+    never add a second copy of a document already in the corpus under another name."""
     stem, suffix = Path(name).stem, Path(name).suffix
+    twin = _copy_in(root, sha256, size)
+    if twin is not None:
+        raise DocumentRefused(
+            f"'{filename}' is already in the corpus as {root.name}/{twin.relative_to(root).as_posix()} (same content); "
+            "nothing was added"
+        )
     for n in range(1, MAX_CLASHES + 1):
         target = root / (name if n == 1 else f"{stem}-{n}{suffix}")
         # The name has no separators, so this only fails for a symlink already there; such a name is taken anyway.
@@ -271,6 +278,17 @@ def _claim_name(root: Path, name: str, tmp: Path, sha256: str, size: int, filena
     raise DocumentRefused(
         f"'{filename}': {name} and {MAX_CLASHES - 1} numbered copies already exist in {root}; rename the file and upload it again"
     )
+
+
+def _copy_in(root: Path, sha256: str, size: int) -> Path | None:
+    """A document in the corpus with exactly these bytes, if any: only files of the same size are read."""
+    for folder, _, names in os.walk(root):  # symlinked folders are not entered, nor linked files read
+        for name in sorted(names):
+            path = Path(folder) / name
+            readable = path.suffix in FORMATS and not name.startswith(".") and not path.is_symlink()
+            if readable and _same_bytes(path, sha256, size):
+                return path
+    return None
 
 
 def _link_if_free(tmp: Path, target: Path) -> bool:

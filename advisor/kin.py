@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -16,6 +18,8 @@ from advisor.spelling import COMMON, english_rank
 # "visa" and "apply"). A round prior, not a value fitted to a question set.
 KIN = 0.7
 MOST = 2  # corpus words taken for one question word
+LOOKUPS = 16  # words of one message looked up at most (a question has a few; a flood of random words, hundreds)
+CACHED = 4096  # words whose kin are remembered
 # Only a word past the COMMON most frequent English words is looked up: an everyday word ("best", "school",
 # "laptop") is near many corpus words in a loose way ("top", "education", "computer"); a rarer one ("hires",
 # "undergrad", "everyday") has one meaning the corpus may say in its own words.
@@ -28,6 +32,8 @@ class Kin:
     def __init__(self, texts: Iterable[str], embed: Callable[[list[str]], np.ndarray]) -> None:
         self._texts = list(texts)
         self._embed = embed
+        self._cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # word -> its kin, oldest first
+        self._lock = threading.Lock()
 
     @functools.cached_property
     def words(self) -> list[str]:
@@ -47,18 +53,41 @@ class Kin:
         """Embed the corpus's words now (a served index does this when it loads)."""
         self._vectors  # noqa: B018 - computed once and cached
 
-    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one Kin per index, kept as long as the index
     def __call__(self, word: str) -> tuple[str, ...]:
         """Up to MOST corpus words meaning nearly what ``word`` means, closest first; none for a corpus word."""
-        lower = word.lower()
-        if (
-            not self.words
-            or lower in self._known
-            or lower in STOPWORDS
-            or not _WORD.fullmatch(lower)
-            or english_rank(lower) < COMMON
-        ):
-            return ()
-        closeness = self._vectors @ self._embed([lower])[0]
-        best = np.argsort(-closeness)[:MOST]
-        return tuple(self.words[i] for i in best if closeness[i] >= KIN)
+        return self.related([word]).get(word, ())
+
+    def related(self, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """``__call__`` for each of ``words`` that has corpus words meaning nearly the same, in one embedding call.
+
+        At most LOOKUPS words of one message are looked up, the rarest in English first, so a message of
+        hundreds of unknown words costs what a question does (one batch, a bounded size).
+        """
+        wanted = list(dict.fromkeys(w.lower() for w in words if self._looked_up(w.lower())))
+        wanted = sorted(wanted, key=english_rank, reverse=True)[:LOOKUPS]
+        with self._lock:
+            missing = [w for w in wanted if w not in self._cache]
+        if missing:
+            closeness = self._embed(missing) @ self._vectors.T
+            found = {}
+            for word, row in zip(missing, closeness):
+                best = np.argsort(-row)[:MOST]
+                found[word] = tuple(self.words[i] for i in best if row[i] >= KIN)
+            with self._lock:
+                self._cache.update(found)
+                while len(self._cache) > CACHED:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            answers = {w: self._cache.get(w, ()) for w in wanted}
+        original = {w.lower(): w for w in words}
+        return {original[w]: kin for w, kin in answers.items() if kin}
+
+    def _looked_up(self, lower: str) -> bool:
+        """Whether a word is one to look up: not the corpus's, not a stopword or an everyday English word."""
+        return bool(
+            self.words
+            and lower not in self._known
+            and lower not in STOPWORDS
+            and _WORD.fullmatch(lower)
+            and english_rank(lower) >= COMMON
+        )

@@ -108,22 +108,22 @@ def lexicon_terms() -> frozenset[str]:
 
 
 def synonyms(
-    question: str, known: Container[str], kin: Callable[[str], Sequence[str]] | None = None
+    question: str, known: Container[str], kin: Callable[[Sequence[str]], Mapping[str, Sequence[str]]] | None = None
 ) -> dict[str, frozenset[str]]:
     """For each stem of the question's words that a lexicon group matches: the stems of the group's other
     phrases that the corpus uses (``known``, every word of a phrase). A phrase's own stems map to all of them.
 
-    ``kin``, when given, maps a word the corpus never uses to corpus words meaning nearly the same (see
-    ``kin.Kin``): "hires" -> "employ", so the corpus's way of saying it is searched for and counts as saying it.
+    ``kin``, when given, maps the words the corpus never uses to corpus words meaning nearly the same (see
+    ``kin.Kin.related``): "hires" -> "employ", so the corpus's way of saying it is searched for and counts as saying
+    it.
     """
     found: dict[str, set[str]] = {}
     if kin is not None:
-        for word in content_words(question):
-            stems = terms(word)
-            if stems and not any(t in known for t in stems):
-                related = {t for other in kin(word) for t in terms(other) if t in known}
-                for stem in stems:
-                    found.setdefault(stem, set()).update(related)
+        unknown = [w for w in content_words(question) if (stems := terms(w)) and not any(t in known for t in stems)]
+        for word, others in kin(unknown).items():  # one lookup for the whole message (see kin.Kin.related)
+            related = {t for other in others for t in terms(other) if t in known}
+            for stem in terms(word):
+                found.setdefault(stem, set()).update(related)
     for patterns, phrases in lexicon():
         matched = [m.group() for pattern in patterns for m in pattern.finditer(question)]
         if not matched:
@@ -155,7 +155,7 @@ def build_query(
     history: Sequence[dict[str, Any]] = (),
     known: Container[str] = (),
     correct: Any = None,
-    kin: Callable[[str], Sequence[str]] | None = None,
+    kin: Callable[[Sequence[str]], Mapping[str, Sequence[str]]] | None = None,
 ) -> Query:
     """The query for ``question``, blending in earlier user questions when it is a follow-up.
 

@@ -13,7 +13,7 @@ from advisor.errors import CorpusEmpty
 from advisor.index import Index
 from advisor.kin import Kin
 from advisor.lexical import LexicalIndex, terms
-from advisor.query import Query, build_query
+from advisor.query import Query, build_query, valid_text
 from advisor.spelling import Speller
 from advisor.types import Hit
 
@@ -53,7 +53,8 @@ class Retriever:
                 f"no documents are indexed in {self.index.directory} yet; add .txt, .md, .html or .pdf files "
                 "to the corpus folder and run `python -m advisor index`"
             )
-        query = self.query(query) if isinstance(query, str) else query
+        # A command-line argument may hold bytes that are no UTF-8 (read as lone surrogates): "?" to the model.
+        query = self.query(valid_text(query)) if isinstance(query, str) else query
         if not query.question.strip():
             return []
         vector = self.embed(query.text)
@@ -75,7 +76,7 @@ class Retriever:
     def query(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Query:
         """The query for ``question`` (and its history) in this corpus's words: spelling corrected against its
         vocabulary, synonyms and words it lacks mapped to those it uses."""
-        return build_query(question, history, known=self.lexical.df, correct=self.speller, kin=self.kin)
+        return build_query(question, history, known=self.lexical.df, correct=self.speller, kin=self.kin.related)
 
     def matching(self, text: str, k: int) -> list[int]:
         """The ids of the ``k`` passages whose words best match ``text`` (BM25, every word alike), best first."""

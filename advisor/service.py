@@ -46,6 +46,8 @@ class AdvisorService:
         self._advisor.retriever.embedder.embed_query("warm up")
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False  # a rebuild thread is at work (set and cleared under _lock)
+        self._again = False  # a rebuild was asked for while one ran: build once more when it ends
         self._state = RebuildState(False, "")
 
     def _load(self) -> Advisor:
@@ -128,16 +130,30 @@ class AdvisorService:
         return status
 
     def rebuild(self, wait: bool = False) -> bool:
-        """Start a background rebuild; False when one is already running. ``wait`` blocks until it ends."""
+        """Start a background rebuild; False when one is already running, which then builds once more when it
+        ends (a file added or removed meanwhile may be missed by the build under way, so the index still comes
+        to match the corpus). ``wait`` blocks until the builds end."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._running:
+                self._again = True
                 return False
+            self._running, self._again = True, False
             self._state = RebuildState(True, "Rebuilding the index…")
-            self._thread = threading.Thread(target=self._rebuild, name="index-rebuild", daemon=True)
+            self._thread = threading.Thread(target=self._rebuild_until_current, name="index-rebuild", daemon=True)
             self._thread.start()
         if wait:
             self._thread.join()
         return True
+
+    def _rebuild_until_current(self) -> None:
+        while True:
+            self._rebuild()
+            with self._lock:  # decided under the lock that rebuild() takes, so no request is lost between
+                if not self._again:
+                    self._running = False
+                    return
+                self._again = False
+                self._state = RebuildState(True, "Rebuilding the index again: the documents changed during the update…")
 
     def rebuild_state(self) -> RebuildState:
         """The state of the last rebuild."""

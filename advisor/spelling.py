@@ -22,6 +22,9 @@ COMMON = 3000
 # A word the corpus lacks is read as a typo of an English word only when long enough that one edit rarely turns a
 # name into another word ("mlops" -> "mops"), and only for words people use (the top of the frequency list).
 ENGLISH_TYPO_LENGTH = 6
+# Longer "words" are never corrected: no English word is this long, and looking one up costs memory that grows with
+# the square of its length (a 4,000-letter word would build about 0.9 GB of one-edit candidates).
+MAX_LENGTH = 30
 ENGLISH_TYPO_RANK = 30000
 _VOWELS = frozenset("aeiou")
 
@@ -99,7 +102,7 @@ class Speller:
             base, ending = word[: apostrophe.start()], word[apostrophe.end() :]
             return self.word(base) + apostrophe.group() + ending if ending.lower() == "s" else word
         lower = word.lower()
-        if not lower.isalpha() or lower in self.vocabulary:
+        if not lower.isalpha() or lower in self.vocabulary or len(lower) > MAX_LENGTH:
             return word
         if word.isupper() and len(word) > 1:
             # "AWS", "MLE": an acronym typed as one, never a typo; two capitals ("UK", "AI") are names people know.

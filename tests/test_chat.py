@@ -133,6 +133,10 @@ def test_example_questions_come_from_the_corpus_and_are_all_answered(advisor):
 def test_empty_and_oversized_messages(advisor):
     empty = advisor.ask("   ")
     assert empty.kind == "empty" and "Please type a question" in empty.text and not empty.citations
+    for wordless in ("😀", "?????", "...", "\u200b", "!!! ???"):  # no word to ask anything with: no cited facts
+        reply = advisor.ask(wordless)
+        assert reply.kind == "empty" and not reply.citations, wordless
+    assert advisor.ask("Gehalt?").kind != "empty" and advisor.ask("401k?").kind != "empty"  # any script, digits
     huge = advisor.ask("What is the salary of a senior ML engineer? " + "blah " * 5000)  # over 4,000 characters
     assert huge.kind == "too_long" and not huge.citations
     assert f"under {MAX_QUESTION_CHARS:,} characters" in huge.text and "25,04" in huge.text

@@ -38,6 +38,9 @@ def test_index_json_status_and_search(tmp_path):
     found = advisor_cli("search", "can I work from home", "-k", "1", *paths)
     assert found.returncode == 0 and "[1]" in found.stdout and "corpus/remote.txt" in found.stdout
     assert "remotely two days a week" in found.stdout
+    # A byte that is no UTF-8 in the argument (read as a lone surrogate) is searched for, not a traceback.
+    undecodable = advisor_cli("search", "pay \udcff", "-k", "1", *paths)
+    assert undecodable.returncode == 0 and "Traceback" not in undecodable.stderr and "[1]" in undecodable.stdout
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path):

@@ -129,6 +129,18 @@ def test_the_same_file_uploaded_twice_is_refused_as_a_duplicate(folder, upload):
     assert leftovers(folder) == ["notes.md"]
 
 
+def test_the_same_bytes_under_another_name_are_refused_as_a_duplicate(folder, upload, tmp_path):
+    (folder / "guides").mkdir()
+    (folder / "guides" / "pay.md").write_bytes(b"# Pay\n\nJuniors earn $50,000.\n")
+    with pytest.raises(DocumentRefused, match="already in the corpus as corpus/guides/pay.md"):
+        add_document(folder, "pay (1).md", upload(b"# Pay\n\nJuniors earn $50,000.\n"), max_bytes=MB)
+    outside = tmp_path / "elsewhere.md"
+    outside.write_bytes(b"linked in\n")
+    (folder / "link.md").symlink_to(outside)  # a linked file is not read to compare
+    assert add_document(folder, "copy.md", upload(b"linked in\n"), max_bytes=MB).name == "copy.md"
+    assert add_document(folder, "other.md", upload(b"# Pay\n\nJuniors earn $60,000.\n"), max_bytes=MB).name == "other.md"
+
+
 def test_a_symlink_in_the_way_is_not_followed(folder, upload, tmp_path):
     outside = tmp_path / "outside.md"
     outside.write_bytes(b"not yours\n")

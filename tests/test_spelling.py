@@ -63,3 +63,14 @@ def test_contractions_and_words_joined_to_digits_are_never_corrected():
     assert speller("Isn't it hard?")[0] == "Isn't it hard?"  # not "instructions't"
     assert speller("the 2nd biggest, 10k, H1B")[0] == "the 2nd biggest, 10k, H1B"
     assert speller("a senoir engineer's salery")[0] == "a senior engineer's salary"
+
+
+def test_a_word_longer_than_any_english_word_is_left_alone_at_no_cost():
+    import resource
+
+    speller = Speller(["Machine learning engineers need statistics."])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    long_word = "salaryx" * 570  # 3,990 letters: its one-edit candidates alone would be about 0.9 GB
+    assert speller(f"what {long_word} pays")[0] == f"what {long_word} pays"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: no quadratic candidate set
+    assert speller("statistcs")[0] == "statistics"  # ordinary typos are still corrected

@@ -108,6 +108,43 @@ def test_the_header_names_the_documents_indexed_now_and_never_renders_their_mark
     assert "tracker.example" in header and "](" not in header and "<img" not in header  # said, not rendered
 
 
+def test_documents_added_and_removed_during_a_rebuild_are_in_the_index_when_the_rebuilds_end(
+    tmp_path, make_settings, embedder, monkeypatch
+):
+    import time
+
+    import advisor.service
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(DATA / "career-notes.md", corpus)
+    (corpus / "old.txt").write_text("Old Notes\n\nQuokka keepers earn 12 dollars an hour.\n")
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    service = AdvisorService(settings)
+    queued = []
+
+    def build_then_an_upload_and_a_removal_arrive(*args, **kwargs):
+        report = build(*args, **kwargs)  # this build read the corpus before the two changes below
+        if not queued:
+            (corpus / "second.txt").write_text("Second Notes\n\nPlatypus keepers earn 45 dollars an hour.\n")
+            (corpus / "old.txt").unlink()
+            queued.append(service.rebuild())  # asked while this one runs
+        return report
+
+    monkeypatch.setattr(advisor.service, "build", build_then_an_upload_and_a_removal_arrive)
+    (corpus / "first.txt").write_text("First Notes\n\nWombat keepers earn 30 dollars an hour.\n")
+    assert service.rebuild()
+    deadline = time.monotonic() + 120
+    while (not queued or service.rebuild_state().running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queued == [False]  # one was running: the request was queued, not started
+    assert service.rebuild_state().ok and service.status().fresh
+    assert set(service.index.documents) == {"corpus/career-notes.md", "corpus/first.txt", "corpus/second.txt"}
+    assert "45 dollars" in service.ask("What do platypus keepers earn?").text
+    assert "12 dollars" not in service.ask("What do quokka keepers earn?").text
+
+
 def test_a_failed_rebuild_keeps_serving_the_old_index(tmp_path, make_settings, embedder):
     (tmp_path / "corpus").mkdir()
     shutil.copy(DATA / "career-notes.md", tmp_path / "corpus")
