@@ -532,9 +532,10 @@ class ChatUI:
         )
 
     def _save_chats_across_restarts(self, chat: gr.ChatInterface) -> None:
-        """Saved chats are encrypted in the browser with a per-process key by default, so a restart of the app
-        would lose them; a key kept beside the feedback file keeps them readable. The history list also goes
-        below the chat on a phone (CSS class)."""
+        """Saved chats are scrambled in the browser with a per-process key by default, so a restart of the app
+        would lose them; a key kept beside the feedback file keeps them readable. Gradio sends that key to the
+        page, so it protects nothing from whoever can use the page: docs/operations.md says so. The history
+        list also goes below the chat on a phone (CSS class)."""
         folder = self.service.settings.feedback_dir
         key_file = folder / ".chat-key"
         try:
