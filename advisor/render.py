@@ -53,6 +53,8 @@ def answer_markdown(
     i = 0
     while i < len(lines):
         line = lines[i]
+        if line and not line.startswith("- ") and out and out[-1].startswith("- "):
+            out.append("")  # ends the list: a line right after it would be read as part of its last item
         items = []
         j = i + 1
         while j < len(lines) and lines[j].startswith("- "):
@@ -177,9 +179,10 @@ def plain_text(content: str) -> str:
     kept: list[str] = []
     after_table = False
     for i, line in enumerate(lines):
-        if not line and (after_table or (kept and kept[-1].endswith("]:"))):
+        after_list = bool(kept) and kept[-1].startswith("- ") and i + 1 < len(lines) and not _HEADING.match(lines[i + 1])
+        if not line and (after_table or after_list or (kept and kept[-1].endswith("]:"))):
             after_table = False
-            continue  # a blank line this module added around a table or list
+            continue  # a blank line this module added around a table or list (a question's heading has its own)
         after_table = False
         if line.startswith("| --- ") or (i + 1 < len(lines) and lines[i + 1].startswith("| --- ")):
             continue  # a table's header and rule: the answer listed only its rows
@@ -236,12 +239,21 @@ def passage_html(text: str, quotes: tuple[str, ...]) -> str:
     marked = _marked(text, quotes)
     blocks: list[str] = []
     lines = _lines(text)
+    # Tables written as lines of a label and figures ("Entry Level $85,000"), as plain-text pages have them.
+    tables = [b for b in parse_blocks(text) if b.kind == "table" and not text[b.start : b.end].lstrip().startswith("|")]
     i = 0
     while i < len(lines):
         start, end = lines[i]
         line = text[start:end]
         if not line.strip() or _BLOCK_RULE.match(line):
             i += 1
+            continue
+        block = next((b for b in tables if b.start <= start + len(line) - len(line.lstrip()) < b.end), None)
+        shown = _text_table_html(text, marked, block.start, block.end) if block else None
+        if block and shown:
+            blocks.append(shown)
+            while i < len(lines) and lines[i][0] < block.end:
+                i += 1
             continue
         if line.lstrip().startswith("|"):
             rows = []
@@ -323,6 +335,28 @@ def _escaped(text: str, marked: list[bool], start: int, end: int) -> str:
         out.append(f"<mark>{piece}</mark>" if marked[position] else piece)
         position = run_end
     return "".join(out)
+
+
+_FIGURE = re.compile(r"[^\w\s]{0,3}\s?\d[\d,.]*\s?(?:%|k|K|bn|billion|million|thousand)?")
+
+
+def _text_table_html(text: str, marked: list[bool], start: int, end: int) -> str | None:
+    """A table of label-and-figures lines as an HTML table: its header line over the rows, each row's label and
+    values in cells, a row marked where its line was quoted. None when the lines don't parse as a table."""
+    table = parse_table(text[start:end], "")
+    if table is None or not all(row.values and all(_FIGURE.fullmatch(v) for v in row.values) for row in table.rows):
+        return None  # only lines of a label and figures are shown as a table; other text stays text
+    width = 1 + max(len(row.values) for row in table.rows)
+    out = [f'<tr><th colspan="{width}">{html.escape(table.header)}</th></tr>']
+    position = start
+    for row in table.rows:
+        at = text.find(row.line, position, end)
+        quoted = at >= 0 and any(marked[at : at + len(row.line)])
+        position = at + len(row.line) if at >= 0 else position
+        label = f"{row.rank}. {row.label}" if row.rank is not None and row.label else row.label
+        cells = [html.escape(c) for c in [label, *row.values] + [""] * (width - 1 - len(row.values))]
+        out.append("<tr>" + "".join(f"<td><mark>{c}</mark></td>" if quoted and c else f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f'<table class="src-table">{"".join(out)}</table>'
 
 
 def _table_html(text: str, marked: list[bool], rows: list[tuple[int, int]]) -> str:

@@ -210,7 +210,10 @@ class ChatUI:
         return gr.update(value=str(_export_file(text)), visible=True)
 
     def check_length(self, message: Any) -> Any:
-        """Refuse an over-long message before it is sent, so the text stays in the box to be shortened."""
+        """Refuse an over-long message before it is sent, so the text stays in the box to be shortened; an empty
+        one is not sent at all (Enter in an empty box would add an empty message and a reply to it)."""
+        if not message_text(message).strip():
+            return gr.validate(False, "Type a question about the documents first.")
         length = len(message_text(message))
         return gr.validate(
             length <= MAX_QUESTION_CHARS,
@@ -443,7 +446,7 @@ class ChatUI:
                             remove = gr.Button("Remove", variant="stop", scale=0, min_width=100)
                         with gr.Row(visible=False, elem_id="confirm-removal") as confirm:
                             question = gr.Markdown()
-                            yes = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=130)
+                            yes = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=160)
                             no = gr.Button("Cancel", scale=0, min_width=90)
                         outcome = gr.HTML(elem_id="documents-outcome")
                     table = gr.HTML()
@@ -678,7 +681,7 @@ def _export_file(text: str) -> Path:
             old.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 old.parent.rmdir()
-    path = root / hashlib.sha256(text.encode()).hexdigest()[:16] / "career-advisor-chat.md"
+    path = root / hashlib.sha256(text.encode()).hexdigest()[:16] / f"career-advisor-chat-{datetime.now():%Y-%m-%d-%H%M}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

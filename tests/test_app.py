@@ -396,6 +396,10 @@ def test_examples_and_suggestions_ask_and_the_open_chat_comes_back_after_a_reloa
         page.goto(server.url, wait_until="domcontentloaded")
         page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
         bots = page.locator(ANSWERS)
+        # Enter in an empty box sends nothing: no empty message, no reply to it.
+        page.locator('textarea[data-testid="textbox"]').press("Enter")
+        expect(page.get_by_text("Type a question about the documents first.")).to_be_visible(timeout=20_000)
+        assert page.locator('#chat [data-testid="user"]').count() == 0 and bots.count() == 0
 
         # An example asks itself, and the chat it starts is saved like a typed one (#25, 3).
         example = page.locator(f'#chat a[href="{ASK}"]', has_text="What is a Machine Learning Engineer?")

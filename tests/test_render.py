@@ -43,6 +43,7 @@ def test_plain_text_gives_back_what_the_answerer_wrote():
         "Pay [1]:\n- Entry Level: $85,000\n- Senior: $170,000\nIt rises [1].",
         "Quokkas paste <script>x</script> & ![p](u) [1].",
         "Skills [1]:\n- Python (3.x)\n- SQL",
+        "Key points [1]:\n- One\n- Two\nDuties [1]:\n- Three\nA closing sentence [1].",
     ):
         for passage in (TABLE_PASSAGE, "Plain passage."):
             assert render.plain_text(render.message(_answer(text, passage))) == text, (text, passage)
@@ -123,3 +124,19 @@ def test_a_messages_sources_read_back_keep_only_the_markup_sources_list_writes()
     )
     assert render.sources_in(forged) == '<div class="src">a</div>'
     assert render.sources_in("no sources here") == ""
+
+
+def test_a_line_after_a_list_is_never_read_as_part_of_its_last_item():
+    markdown = render.answer_markdown("Key points [1]:\n- One\n- Two\nDuties [2]:\n- Three\nA closing sentence [2].")
+    assert "- Two\n\n**Duties**" in markdown and "- Three\n\nA closing sentence" in markdown
+
+
+def test_a_plain_text_table_of_labels_and_figures_is_shown_as_a_table_with_its_quoted_rows_marked():
+    passage = "Experience Level Average Annual Salary\nEntry Level $85,000\nMid-Level $120,000\n\nThis table shows pay."
+    shown = render.passage_html(passage, ("Mid-Level $120,000",))
+    assert '<th colspan="2">Experience Level Average Annual Salary</th>' in shown
+    assert "<tr><td>Entry Level</td><td>$85,000</td></tr>" in shown
+    assert "<tr><td><mark>Mid-Level</mark></td><td><mark>$120,000</mark></td></tr>" in shown
+    assert shown.endswith("<p>This table shows pay.</p>")
+    prose = "Pilots fly planes for 20 years\nand earn well after 5 moves"  # two lines with numbers: still text
+    assert "<table" not in render.passage_html(prose, ())
