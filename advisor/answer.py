@@ -337,20 +337,48 @@ def _in_range(row: Row, bound: float | None, above: bool, inclusive: bool = Fals
 
 
 def _reading(table: Table, i: int, picked: list[int], note: str) -> str:
-    """A row as a computed reading: the row as written, then what was computed in parentheses."""
+    """A row as a computed reading, in plain words: an extreme or a place in the order as a sentence naming the
+    table ("In Average Salary …, Senior Level is the highest of the three listed, at $170,000."), a comparison or a
+    range as the row with a short remark; the row's label and values always as written."""
     what = row_text(table, i)
-    rows = len(table.rows)
+    row, count = table.rows[i], _number_word(len(table.rows))
     if note in ("higher", "lower") and i == picked[0]:
-        return f"{what} ({note} of the ones you named)"
-    if note == "first":
-        return f"{what} (highest of {rows} rows)"
-    if note == "last":
-        return f"{what} (lowest of {rows} rows)"
-    if note.startswith("#"):
-        return f"{what} (number {note[1:]} of {rows} rows)"
+        return f"{what} (the {note} of the {_number_word(len(picked))} you named)"
+    place = {"first": "the highest", "last": "the lowest"}.get(note) or (
+        f"{_ORDINAL_WORDS.get(int(note[1:]), note[1:] + 'th')}" if note.startswith("#") else ""
+    )
+    if place and row.label:
+        if table.ranked and row.rank is not None:  # a ranked list: its order is the ranking, not the values
+            place = {"the highest": "first", "the lowest": "last"}.get(place, place)
+        elif note.startswith("#"):
+            place += " highest"
+        values = ", ".join(row.values)
+        title = clean(table.title).rstrip(":. ")
+        sentence = f"{clean(row.label)} is {place} of the {count} listed" + (f", at {values}" if values else "")
+        return f"In {title}, {sentence}." if title else f"{sentence}."
     if note and i == picked[0]:
         return f"{what} ({note})"
     return what
+
+
+_ORDINAL_WORDS = {
+    1: "first",
+    2: "second",
+    3: "third",
+    4: "fourth",
+    5: "fifth",
+    6: "sixth",
+    7: "seventh",
+    8: "eighth",
+    9: "ninth",
+    10: "tenth",
+}
+
+
+def _number_word(n: int) -> str:
+    """A small count in words, as a sentence says it ("three"); larger ones in digits."""
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+    return words[n] if 0 <= n < len(words) else str(n)
 
 
 # --- choosing and rendering -------------------------------------------------------------------
@@ -467,8 +495,8 @@ def with_marker(statement: Statement, n: int) -> str:
     text = statement.display or unit.text
     if unit.kind == "item" and unit.context and not statement.display:
         text = f"{unit.context.rstrip(':. ')}: {text}"
-    elif unit.kind == "row" and unit.table is not None and unit.table.title:
-        text = f"{unit.table.title} — {text}"
+    elif unit.kind == "row" and unit.table is not None and unit.table.title and not statement.display.startswith("In "):
+        text = f"{unit.table.title} — {text}"  # a computed reading in a sentence names its table itself
     text = clean(text).rstrip()
     if text and text[-1] in ".!?":
         return f"{text[:-1]} {marker}{text[-1]}"

@@ -11,7 +11,7 @@ from advisor.blocks import parse_blocks
 from advisor.types import Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
-STATEMENTS_VERSION = 6
+STATEMENTS_VERSION = 7
 
 _CITATION_LIKE = re.compile(r"\[(\d+)\]")
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
@@ -23,7 +23,11 @@ _LEANS_BACK = re.compile(
     r"also|despite|thus|therefore|hence|in addition|as a result|as expected|he|she|his|her)\b",
     re.IGNORECASE,
 )
-_ABBREVIATION = re.compile(r"\b(vs|e\.g|i\.e|etc|Dr|Mr|Ms|St|approx|incl)\.$", re.IGNORECASE)
+# A full stop that ends an abbreviation, not a sentence: a few common ones, dotted initials ("U.S.", "Ph.D.") and
+# a single capital (a person's initial: "John F. Kennedy").
+_ABBREVIATION = re.compile(
+    r"(\b(?i:vs|e\.g|i\.e|etc|approx|incl)\.|\b(?:Dr|Mr|Ms|Mrs|St|Jr|Sr|Prof|Inc|Co)\.|(?:\b[A-Za-z]\.){2,}|(?<![\w.])[A-Z]\.)$"
+)
 _ITEM_MARK = re.compile(r"^\s*(?:[•·▪◦‣●○■□➢➤✓✔]|[-*+](?=\s)|\(?\d{1,3}[.)](?=\s))\s*")
 _VALUE = re.compile(r"(?:^|\s)((?:[+-]|[$€£₹¥]|[A-Z]{1,3}\$)?\s?\d[\d,]*(?:\.\d+)?\s?(?:%|k|K|bn|billion|million|thousand)?)$")
 _FIGURE = re.compile(r"(?:[+-]|[$€£₹¥]|[A-Z]{1,3}\$)?\s?\d[\d,]*(?:\.\d+)?\s?(?:%|k|K|bn|billion|million|thousand)?")
