@@ -78,6 +78,11 @@ def asks_quantity(question: str) -> bool:
     return bool(_QUANTITY.search(question))
 
 
+def asks_amount(question: str) -> bool:
+    """Whether ``question`` asks for an amount: a quantity, a share, or pay ("what do they earn", "salary")."""
+    return bool(_AMOUNT.search(question))
+
+
 def has_figure(statement: Statement) -> bool:
     """Whether a statement gives a number (a table row's rank alone does not count)."""
     unit = statement.unit
@@ -130,7 +135,7 @@ def rank_statements(
     asked = terms(query.question)
     pairs = {(a, b): min(weights.get(a, 0.0), weights.get(b, 0.0)) for a, b in zip(asked, asked[1:])}
     total = (sum(weights.values()) + sum(pairs.values())) or 1.0
-    amount = bool(_AMOUNT.search(query.question))
+    amount = asks_amount(query.question)
     out: list[Statement] = []
     best = max((h.score for h in hits), default=1.0) or 1.0
     for hit in hits:

@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from advisor.answer import PASSAGES, RUNNER_UP, Statement, asks_quantity, compose, has_figure, operators, rank_statements
+from advisor.answer import (
+    PASSAGES,
+    RUNNER_UP,
+    Statement,
+    asks_amount,
+    asks_quantity,
+    compose,
+    has_figure,
+    operators,
+    rank_statements,
+)
 from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
@@ -43,10 +53,15 @@ UNKNOWN_DECLINE = 0.5  # unknown words carry half the question: the documents ca
 UNKNOWN_DOUBT = 1 / 3  # a third: declined unless the best statement is plainly close in meaning
 CLOSE = 0.55  # cosine of the question and a statement that means nearly the same
 RELATED = 0.45  # cosine below which the words found must carry the answer
+# An FAQ answer without a figure leads a question for an amount only when no statement with one is at least this
+# close in meaning relative to it: the answer's closeness comes from its heading, which repeats the question.
+FIGURE_UNDER_OWN_ANSWER = 0.7
 FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
 
+# A yes/no question opens with an auxiliary verb ("Is the pay good?", "Does it pay?").
+_YES_NO = re.compile(r"^\W*(is|are|was|were|am|do|does|did|can|could|will|would|should|has|have|had)\b", re.IGNORECASE)
 _ADVICE = re.compile(
     r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
     r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b",
@@ -234,11 +249,17 @@ class Advisor:
         # figure: "How much money do ML engineers make?" → "… one of the highest-paying jobs".
         lead = ranked[0]
         own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
-        if asks_quantity(query.question) and not has_figure(lead) and not own_answer:
-            # "How many hours a week…": the best statement gives no figure; one that does, nearly as close in
-            # meaning, answers instead, or the documents don't give one.
-            figures = [s for s in ranked if has_figure(s) and s.dense >= RUNNER_UP * lead.dense]
-            if not figures:
+        quantity = asks_quantity(query.question)
+        wants_figure = quantity or (asks_amount(query.question) and not _YES_NO.match(query.question))
+        if wants_figure and not has_figure(lead):
+            # "How many hours a week…", "What do they earn?" (not "Is the pay good?", which the documents' words
+            # answer): the best statement gives no figure; one that does,
+            # nearly as close in meaning, answers first (the documents' own answer, if it leads, may follow it).
+            # For a quantity with no figure anywhere near, the documents don't give one.
+            # Looser for the documents' own answer: it is close in meaning through its FAQ heading, not what it says.
+            share = FIGURE_UNDER_OWN_ANSWER if own_answer else RUNNER_UP
+            figures = [s for s in ranked if has_figure(s) and s.dense >= share * lead.dense]
+            if not figures and quantity and not own_answer:
                 return self.decline(query, hits, no_figure=True), query, hits
             ranked = figures + [s for s in ranked if s not in figures]
         unknown, missing = self._uncovered(query, ranked[0])

@@ -20,6 +20,7 @@ from conftest import DATA, SEED_CORPUS, free_port, wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "artifacts"
+ENTRY = re.compile(r"Entry Level\s*\$85,000")  # the salary table's first row, as text or as two cells
 # The chat's answers: a chart under an answer is a bot message of its own.
 ANSWERS = '#chat [data-testid="bot"]:not(:has([data-testid="matplotlib"]))'
 BROWSER_ARGS = [
@@ -172,12 +173,14 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         first = page.locator(f'#chat a[href="{ASK}"]').first
         expect(first).to_have_text(re.compile(r".+\?$"))  # examples are the corpus's own FAQ questions
         pay = ask("How much do ML engineers earn at each level?")
-        expect(pay.locator("table")).to_contain_text("$85,000")  # table rows as a table
+        expect(pay.locator("table").first).to_contain_text("$85,000")  # table rows as a table
+        # ... and the passage's own table as a table in its Sources, the quoted rows marked.
+        expect(pay.locator("details.answer-sources .src-table mark").first).to_have_text("Entry Level")
         # ... and as a bar chart under the answer (#25, pay at a glance); an answer with one figure has none.
         chart = page.locator('#chat [data-testid="bot"] [data-testid="matplotlib"] img')
         expect(chart).to_have_count(1)
         assert chart.evaluate("img => img.naturalWidth > 200 && img.getAttribute('src').startsWith('data:image/')")
-        expect(pay.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
+        expect(pay.locator("details.answer-sources")).to_contain_text(ENTRY)
         skills = ask("What skills do ML engineers need?")
         assert skills.locator("li").count() >= 3  # a list as a list
         expect(textbox).to_have_attribute("placeholder", re.compile("Ask a question"))  # the placeholder stays
@@ -190,11 +193,11 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         first_answer.locator('a[href="#cite-1"]').first.click()
         opened = first_answer.locator("details.answer-sources .src-1.active")
         expect(opened).to_be_visible()
-        expect(opened).to_contain_text("Entry Level $85,000")
+        expect(opened).to_contain_text(ENTRY)
         expect(opened.locator("mark").first).to_be_visible()
         # The side panel follows the answer the user clicks, not just the latest.
         first_answer.locator("p").first.click()
-        expect(page.locator("#side-sources")).to_contain_text("Entry Level $85,000")
+        expect(page.locator("#side-sources")).to_contain_text(ENTRY)
 
         hostile = ask("What do quokka engineers paste into their salary notes?")
         expect(hostile).to_contain_text('<script>alert("xss")</script>')  # shown as text
@@ -206,7 +209,7 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         page.get_by_role("button", name="Like").last.click()
         feedback = server.feedback / "feedback.jsonl"
         deadline = time.monotonic() + 20
-        while not feedback.exists() and time.monotonic() < deadline:
+        while not (feedback.exists() and feedback.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.2)
         vote = json.loads(feedback.read_text().splitlines()[-1])
         assert vote["vote"] == "up" and vote["question"] == "What do quokka engineers paste into their salary notes?"
@@ -234,7 +237,7 @@ def test_a_person_chats_in_the_browser(server, tmp_path):
         saved = page.get_by_role("gridcell", name=re.compile("^How much do ML engineers earn")).first
         expect(saved).to_be_visible(timeout=20_000)
         saved.click()
-        expect(bots.first.locator("details.answer-sources")).to_contain_text("Entry Level $85,000")
+        expect(bots.first.locator("details.answer-sources")).to_contain_text(ENTRY)
 
         # A document added from the page is indexed in the background and answers, cited.
         page.get_by_role("tab", name="Documents").click()

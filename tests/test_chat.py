@@ -244,3 +244,14 @@ def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_ref
     assert refused in advisor.suggestions("How do I bake sourdough bread?", n=len(advisor.corpus_questions))
     greeting = advisor.ask("hello!")
     assert greeting.kind == "chitchat" and greeting.suggestions and f"- {greeting.suggestions[0]}" in greeting.text
+
+
+def test_the_readmes_examples_and_the_example_questions_get_the_fact_they_ask_for(advisor):
+    # The README's terminal example and the page's pay example: figures first, not the FAQ's "job security" line.
+    for question in ("What do ML engineers earn?", "How Much Money Do ML Engineers Make?"):
+        answer = advisor.ask(question)
+        first = answer.text.splitlines()[:4]
+        assert answer.grounded and "$85,000" in " ".join(first) and "$170,000" in " ".join(first), answer.text
+    assert "How Much Money Do ML Engineers Make?" in advisor.examples()
+    for question in advisor.examples():  # every example button is answered from the documents
+        assert advisor.ask(question).grounded, question
