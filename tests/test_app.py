@@ -487,6 +487,7 @@ def test_the_documents_tab_scrolls_on_a_phone_asks_before_removing_and_says_when
         # "updating the index" is replaced when the update it announced is done.
         expect(outcome).to_contain_text(f"Added {name}; the index is up to date.", timeout=120_000)
         expect(page.locator("table.documents")).to_contain_text(name)
+        expect(page.locator("#intro")).to_contain_text(f"Removal notes {screen}")  # the header names it (#25, 5)
         before = len(list(server.corpus.iterdir()))
 
         page.locator("#remove-choice input").click()
@@ -503,5 +504,6 @@ def test_the_documents_tab_scrolls_on_a_phone_asks_before_removing_and_says_when
         expect(outcome).to_contain_text(re.compile(rf"Removed \S*{re.escape(name)}; the index is up to date\."), timeout=120_000)
         assert not (server.corpus / name).exists()
         expect(page.locator("table.documents")).not_to_contain_text(name)
+        expect(page.locator("#intro")).not_to_contain_text(f"Removal notes {screen}")
         page.screenshot(path=str(ARTIFACTS / f"browser-documents-{screen}.png"), full_page=True)
         browser.close()
