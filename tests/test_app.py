@@ -462,7 +462,7 @@ def test_examples_and_suggestions_ask_and_the_open_chat_comes_back_after_a_reloa
 
 
 @pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="system chromium not installed")
-@pytest.mark.parametrize("screen", ["phone"])  # the desktop path is the upload in test_a_person_chats_in_the_browser
+@pytest.mark.parametrize("screen", ["phone", "desktop"])
 def test_the_documents_tab_scrolls_on_a_phone_asks_before_removing_and_says_when_the_update_is_done(server, tmp_path, screen):
     from playwright.sync_api import expect, sync_playwright
 
