@@ -258,9 +258,9 @@ def test_tokens_stream_to_the_ui_and_the_terminal(seed_settings, llm_server):
     shown = list(ui.respond(SALARY, [], None))
     assert len(shown) > 3 and all(b.startswith(a[:10]) for a, b in zip(shown, shown[1:]))
     body, _, sources = shown[-1].partition("\n\n<details")  # the answer, then its own sources block
-    assert "<" not in body and body.endswith("[\\[1\\]](#cite-1).") and "Mid-Level $120,000" in sources
+    assert "<" not in body and body.endswith("[\\[1\\]](#cite-1).") and "<td>Mid-Level</td><td>$120,000</td>" in sources
     history = [{"role": "user", "content": SALARY}, {"role": "assistant", "content": shown[-1]}]
-    assert "Mid-Level $120,000" in ui.latest_sources(history)
+    assert "<td>Mid-Level</td><td>$120,000</td>" in ui.latest_sources(history)  # the passage's table as a table
 
     result = advisor_cli("ask", SALARY, *llm_flags(seed_settings, llm_server.url, "good"))
     assert result.returncode == 0, result.stderr
