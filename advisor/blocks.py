@@ -47,6 +47,26 @@ class _Line:
     indent: int
 
 
+# A title or heading is kept to this many characters: it is shown in the header, under every answer citing the
+# document and in each passage's context line, so a page's 100,000-word <title> must not be repeated whole.
+TITLE_CHARS = 200
+
+
+def clip(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` on one line, cut after the last whole word that fits in ``limit`` characters (with "…")."""
+    words: list[str] = []
+    length = 0
+    for match in re.finditer(r"\S+", text):  # only the opening is read, however long the text
+        word = match.group()
+        if length + len(word) + (1 if words else 0) > limit - 1:
+            if not words:  # one word longer than the limit
+                return word[: limit - 1] + "…"
+            return " ".join(words) + "…"
+        length += len(word) + (1 if words else 0)
+        words.append(word)
+    return " ".join(words)
+
+
 def first_heading(text: str) -> str:
     """The heading that opens ``text`` (after any boilerplate), for a title; "" when text comes first."""
     for block in parse_blocks(text[:8000]):  # the opening is enough, even for a huge file
@@ -170,7 +190,7 @@ def _looks_like_heading(line: str) -> bool:
 
 
 def _clean(heading: str) -> str:
-    return re.sub(r"[*_`]+", "", heading).strip()
+    return clip(re.sub(r"[*_`]+", "", heading[: TITLE_CHARS * 8]))
 
 
 def _tidy(blocks: list[Block], text: str) -> list[Block]:

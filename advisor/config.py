@@ -30,6 +30,8 @@ def _setting(env: str, group: str, help: str, flag: str = "", short: str = "") -
     return {"env": env, "group": group, "help": help, "flag": flag, "short": short}
 
 
+UPLOADS = ("auto", "on", "off")  # ADVISOR_UPLOADS: who may add and remove documents from the page
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be configured with; stages receive plain values from it."""
@@ -92,6 +94,15 @@ class Settings:
     auth: str = field(
         default="",
         metadata=_setting("ADVISOR_AUTH", "serve", "'user:password' to require a login (prefer the variable: flags show in ps)"),
+    )
+    uploads: str = field(
+        default="auto",
+        metadata=_setting(
+            "ADVISOR_UPLOADS",
+            "serve",
+            "adding and removing documents from the page: 'auto' (with a login, or on 127.0.0.1 and not through a "
+            "proxy), 'on' or 'off'",
+        ),
     )
     concurrency: int = field(default=4, metadata=_setting("ADVISOR_CONCURRENCY", "serve", "answers computed at once"))
     queue_size: int = field(
@@ -167,6 +178,8 @@ class Settings:
             raise ConfigError(
                 f"ADVISOR_LLM_TIMEOUT={self.llm_timeout} must be a number of seconds above 0 and at most 600 (default 20)"
             )
+        if self.uploads not in UPLOADS:
+            raise ConfigError(f"ADVISOR_UPLOADS={self.uploads!r} must be one of {', '.join(UPLOADS)} (default auto)")
         if self.auth and (":" not in self.auth or not all(self.auth.split(":", 1))):
             raise ConfigError("ADVISOR_AUTH must be 'user:password' (both non-empty)")
         if not (1 <= self.concurrency <= 64 and 1 <= self.queue_size <= 10_000):

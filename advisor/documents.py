@@ -9,6 +9,7 @@ import re
 import stat
 import tempfile
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from advisor.types import Skipped
 if TYPE_CHECKING:  # the index module pulls in numpy and the vector stores; listing needs only its manifest
     from advisor.index import Index
 
+# Headers a reverse proxy adds: a request carrying one was not made on this machine, whatever address it came from.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 MAX_STEM_BYTES = 120  # leaves room for "-NNN" and the suffix under the usual 255-byte file-name limit
 MAX_CLASHES = 999  # name-2 … name-999, then refuse rather than probe forever
@@ -204,19 +207,34 @@ def remove_document(corpus_dir: Path, source: str) -> None:
         ) from None
 
 
-def uploads_blocked(settings: Settings) -> str | None:
-    """Why the page may not add or remove documents under ``settings``, or None when it may.
+def uploads_blocked(settings: Settings, headers: Mapping[str, str] | None = None) -> str | None:
+    """Why the page may not add or remove documents under ``settings`` (for a request with ``headers``), or None
+    when it may.
 
-    Changing the corpus from the page is allowed only when nobody else can reach it (the server listens
-    on a loopback address) or a login is required (``ADVISOR_AUTH``).
+    ``ADVISOR_UPLOADS`` decides: "on" and "off" say so outright. "auto" allows it when a login is required
+    (``ADVISOR_AUTH``), or when nobody else can reach the server: it listens on a loopback address and the
+    request did not come through a reverse proxy (which would let anyone in while the app sees only 127.0.0.1).
     """
-    if settings.auth or _is_loopback(settings.host):
+    yourself = f"put files in {settings.corpus_dir} yourself and run `python -m advisor index`."
+    if settings.uploads == "on":
         return None
-    return (
-        f"Adding and removing documents from this page is off: the server listens on {settings.host} without a "
-        "login. Set ADVISOR_AUTH=user:password, or serve on 127.0.0.1 (ADVISOR_HOST); or put files in "
-        f"{settings.corpus_dir} yourself and run `python -m advisor index`."
-    )
+    if settings.uploads == "off":
+        return f"Adding and removing documents from this page is off (ADVISOR_UPLOADS=off); {yourself}"
+    if settings.auth:
+        return None
+    if not _is_loopback(settings.host):
+        return (
+            f"Adding and removing documents from this page is off: the server listens on {settings.host} without a "
+            f"login. Set ADVISOR_AUTH=user:password, or serve on 127.0.0.1 (ADVISOR_HOST); or {yourself}"
+        )
+    proxied = [name for name in PROXY_HEADERS if headers and headers.get(name)]
+    if proxied:
+        return (
+            f"Adding and removing documents from this page is off: the request came through a proxy ({proxied[0]}) "
+            f"and the app requires no login. Set ADVISOR_AUTH=user:password, or ADVISOR_UPLOADS=on if the proxy "
+            f"checks who may; or {yourself}"
+        )
+    return None
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -264,8 +282,13 @@ def _claim_name(root: Path, name: str, tmp: Path, sha256: str, size: int, filena
             f"'{filename}' is already in the corpus as {root.name}/{twin.relative_to(root).as_posix()} (same content); "
             "nothing was added"
         )
+    # A name that only looks like one in the folder ("сareer-notes.md" with a Cyrillic "с", "Career-Notes.md")
+    # is taken too, so no upload can sit beside a document passing itself off as it.
+    looks = {_skeleton(entry) for entry in os.listdir(root) if not entry.startswith(".")}
     for n in range(1, MAX_CLASHES + 1):
         target = root / (name if n == 1 else f"{stem}-{n}{suffix}")
+        if _skeleton(target.name) in looks:
+            continue
         # The name has no separators, so this only fails for a symlink already there; such a name is taken anyway.
         if not _resolved(target).is_relative_to(root):
             continue
@@ -278,6 +301,21 @@ def _claim_name(root: Path, name: str, tmp: Path, sha256: str, size: int, filena
     raise DocumentRefused(
         f"'{filename}': {name} and {MAX_CLASHES - 1} numbered copies already exist in {root}; rename the file and upload it again"
     )
+
+
+# Letters of other scripts drawn like Latin ones (after NFKC and casefolding), from Unicode's confusables list.
+_LOOK_ALIKES = str.maketrans(
+    "аеорсухѕіјԁһԛԝνοαιϲκρτυχ",  # Cyrillic, then Greek
+    "aeopcyxsijdhqwvoaickptux",
+)
+
+
+def _skeleton(name: str) -> str:
+    """What a file name looks like on screen: case, compatibility forms, invisible characters and letters of
+    other scripts drawn like Latin ones all set aside."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return visible.translate(_LOOK_ALIKES)
 
 
 def _copy_in(root: Path, sha256: str, size: int) -> Path | None:

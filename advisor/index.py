@@ -201,7 +201,9 @@ class Index:
         chunk_path = directory / manifest.files["chunks"].name
         data = read_checked(chunk_path, manifest.files["chunks"])
         try:
-            chunks = {c.id: c for c in (Chunk.from_json(item) for item in json.loads(data)["chunks"])}
+            # Titles are kept once per document, in the manifest (a page's title may be long).
+            titles = {source: entry.title for source, entry in manifest.documents.items()}
+            chunks = {c.id: c for c in (Chunk.from_json(item, titles[item["source"]]) for item in json.loads(data)["chunks"])}
         except (ValueError, KeyError, TypeError) as exc:
             raise IndexCorrupt(f"{chunk_path} cannot be read ({exc}); {REBUILD}") from None
         sources = manifest.sources()
@@ -530,7 +532,7 @@ def _write(
         record, files = store.commit(directory, build_id)  # FAISS: a new vectors file; Milvus: a flush
         ordered = sorted(chunks, key=lambda c: (c.source, c.start, c.end))
         chunk_bytes = json.dumps(
-            {"format_version": FORMAT_VERSION, "chunks": [c.to_json() for c in ordered]}, ensure_ascii=False
+            {"format_version": FORMAT_VERSION, "chunks": [_without_title(c.to_json()) for c in ordered]}, ensure_ascii=False
         ).encode("utf-8")
         for key, name, data in (
             ("chunks", f"chunks-{build_id}.json", chunk_bytes),
@@ -564,6 +566,12 @@ def _write(
     for path in directory.iterdir():
         if path.name.startswith(("vectors-", "chunks-", "statements-")) and path.is_file() and path.name not in keep:
             path.unlink(missing_ok=True)
+
+
+def _without_title(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chunk's stored fields: its title is the manifest's, for its document."""
+    del chunk["title"]
+    return chunk
 
 
 def _tidy(store: VectorStore, stale: list[str], documents: dict[str, DocumentEntry]) -> None:

@@ -11,14 +11,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.blocks import first_heading
+from advisor.blocks import clip, first_heading
 from advisor.files import FileTooLarge, file_kind, hash_file, read_blocks
 from advisor.types import Document, Page, Skipped
 
 # Bump when the text a file is read into changes (an HTML table is now one "| a | b |" block; Markdown links,
 # images and footnote references are read as their text): the index records it, so documents read the old
 # way are read again.
-LOADER_VERSION = 3
+# 4: titles are cut to blocks.TITLE_CHARS.
+LOADER_VERSION = 4
 FORMATS = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 SUPPORTED = " ".join(sorted(FORMATS))
 
@@ -166,7 +167,7 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
         raise LoadError("no text content")
     return Document(
         source=file.source,
-        title=title or _title_from_name(file.path),
+        title=clip(title) or _title_from_name(file.path),
         text=text,
         sha256=sha,
         kind=kind,
@@ -243,8 +244,8 @@ def decode_text(raw: bytes) -> tuple[str, str]:
 
 
 def _title_from_name(path: Path) -> str:
-    words = re.sub(r"[-_]+", " ", path.stem).strip()
-    return words[:1].upper() + words[1:] if words else path.name
+    words = clip(re.sub(r"[-_]+", " ", path.stem))
+    return words[:1].upper() + words[1:] if words else clip(path.name)
 
 
 def _source_name(root: Path, path: Path) -> str:

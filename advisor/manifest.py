@@ -14,7 +14,8 @@ from advisor.files import FileEntry, atomic_write
 from advisor.stores import StoreRecord, record_from_json
 from advisor.types import DocKind
 
-FORMAT_VERSION = 2  # 2: statement vectors beside the passage vectors
+# 2: statement vectors beside the passage vectors; 3: a passage's document title is stored once, in the manifest
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 FILES = ("chunks", "statements")  # every generation's files; a store may keep more (its record's ``files``)
 

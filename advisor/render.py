@@ -18,6 +18,11 @@ from advisor.types import Answer, Citation
 # (list items, bold question headings, tables, [n] links, the sources block) is markup.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+!|~^<>$-])")
 _ORDERED_START = re.compile(r"^(\d+)\.(\s)")
+# The page's Markdown links bare addresses ("https://…", "www.…", "name@host"), so a document title or passage
+# holding one would become a live link. Writing the character that starts the match as an entity shows the same
+# text but matches no autolink rule.
+_AUTOLINK_START = re.compile(r"(?i)\b(?:https?|ftp|mailto|file|javascript|data):|\bwww\.|@")
+_AUTOLINK_ENTITY = {":": "&#58;", ".": "&#46;", "@": "&#64;"}
 _MARKER = re.compile(r"\\\[(\d+)\\\]")  # an escaped "[n]"
 _HEADING = re.compile(r"^\*\*(.+)\*\*$")  # a question heading the answerer writes for a long message
 _LEAD_IN = re.compile(r"^(?P<title>.+?) (?P<markers>(?:\[\d+\])+):$")  # "Average Salary … [1]:" before a list
@@ -31,8 +36,10 @@ _ASK_LINK = re.compile(r"^- \[(.+)\]\(#ask\)$", re.M)
 
 
 def escape(text: str) -> str:
-    """``text`` as literal markdown: HTML escaped, markdown punctuation and list starts backslash-escaped."""
+    """``text`` as literal markdown: HTML escaped, markdown punctuation and list starts backslash-escaped, and
+    web addresses kept from being linked."""
     escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
+    escaped = _AUTOLINK_START.sub(lambda m: m[0][:-1] + _AUTOLINK_ENTITY[m[0][-1]], escaped)
     return _ORDERED_START.sub(r"\1\\.\2", escaped)
 
 

@@ -12,9 +12,10 @@ from advisor.errors import ConfigError
 from advisor.types import Chunk, Document, stable_id
 
 # Bump when the splitting rules change: the index then rebuilds in full.
-SPLITTER_VERSION = 1
+SPLITTER_VERSION = 2  # 2: headings in a section path are cut to blocks.TITLE_CHARS
 # Tokens reserved for the "title › section" line prepended at embedding time.
 CONTEXT_TOKENS = 48
+MAX_DEPTH = 6  # headings kept in a section's path (as many as Markdown has levels)
 # A passage is also capped in characters (English runs 4-6 per token): a span longer than this per budget
 # token is over budget without tokenizing it, so a 5 MB line costs no 5 MB tokenization.
 MAX_CHARS_PER_TOKEN = 12
@@ -112,7 +113,7 @@ def _sections(blocks: list[Block], text: str) -> Iterator[_Section]:
             elif previous is not None and previous.kind == "heading":
                 # A bare heading right under another ("Frequently Asked Questions" then the first
                 # question) is read as its subsection.
-                path = path + (block.heading,)
+                path = (path + (block.heading,))[-MAX_DEPTH:]  # a run of such lines must not build one long path
             else:
                 path = tuple(h.heading for h in stack) + (block.heading,)
             heading, pending = block, []
@@ -158,7 +159,8 @@ def _finish(unit: _Unit) -> _Unit:
 
 def _context(title: str, path: tuple[str, ...], count: Callable[[str], int]) -> str:
     parts = [title] + [p for p in path if p.lower() != title.lower()]
-    context = " › ".join(p for p in parts if p)
+    # Cut to what could fit first, so the word-by-word trimming below takes a few steps, not one per word.
+    context = " › ".join(p for p in parts if p)[: CONTEXT_TOKENS * MAX_CHARS_PER_TOKEN]
     while context and count(context) > CONTEXT_TOKENS:
         context = context.rsplit(" ", 1)[0] if " " in context else context[: len(context) // 2]
     return context

@@ -65,9 +65,9 @@ class Chunk:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Chunk:
-        """Rebuild a chunk from ``to_json`` output."""
-        return cls(**data)
+    def from_json(cls, data: dict[str, Any], title: str | None = None) -> Chunk:
+        """Rebuild a chunk from ``to_json`` output; ``title`` fills in one stored without its title."""
+        return cls(**data) if title is None else cls(**data, title=title)
 
 
 @dataclass(frozen=True)

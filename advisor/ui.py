@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
+import ipaddress
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,11 @@ MAX_REQUEST_BYTES = 2**20
 # at most about 300 MB however many sessions are opened (each API call opens one).
 SESSIONS = 300
 EXPORT_SECONDS = 3600  # how long a downloaded chat's file is kept on the server
+UPLOAD_SECONDS = 3600
+LOGIN_ATTEMPTS = 5  # wrong passwords from one address within LOGIN_WINDOW_SECONDS before it must wait
+LOGIN_WINDOW_SECONDS = 60.0
+LOGIN_ADDRESSES = 10_000  # addresses whose failures are remembered (the oldest are forgotten)
+UPLOAD_ROUTE = "/gradio_api/upload"
 UPDATING = "updating the index."  # what an upload or removal says until the update it started has finished
 PHONE = 720  # px: narrower than this, sources live only under each answer and the chat fills the screen
 CSS = f"""
@@ -331,11 +337,13 @@ class ChatUI:
         )
         return table, gr.update(choices=[row.source for row in rows], value=None), details
 
-    def upload(self, files: list[str] | None) -> str:
+    def upload(self, files: list[str] | None, request: gr.Request | None = None) -> str:
         """Copy uploaded files into the corpus and start an update; say what was added and what was refused."""
         settings = self.service.settings
-        blocked = uploads_blocked(settings)  # checked here too: a hidden control is no permission
+        blocked = uploads_blocked(settings, _headers(request))  # checked here too: a hidden control is no permission
         if blocked:
+            for path in files or []:
+                Path(path).unlink(missing_ok=True)
             return html.escape(blocked)
         added, refused = [], []
         for path in files or []:
@@ -367,10 +375,10 @@ class ChatUI:
         done = "the index is up to date." if state.ok else f"the update failed: {state.message}"
         return outcome.replace(UPDATING, html.escape(done))
 
-    def remove(self, source: str | None) -> str:
+    def remove(self, source: str | None, request: gr.Request | None = None) -> str:
         """Delete one document from the corpus and start an update."""
         settings = self.service.settings
-        blocked = uploads_blocked(settings)  # checked here too: a hidden control is no permission
+        blocked = uploads_blocked(settings, _headers(request))  # checked here too: a hidden control is no permission
         if blocked:
             return html.escape(blocked)
         if not source:
@@ -387,7 +395,9 @@ class ChatUI:
     def blocks(self) -> gr.Blocks:
         """The page: a Chat tab (saved chats, answers with sources, side panel) and a Documents tab."""
         settings = self.service.settings
-        with gr.Blocks(title="Career Advisor") as page:
+        # Gradio keeps each upload in its temporary folder; an upload the page never handed on (sent to the route
+        # directly) is deleted within the hour.
+        with gr.Blocks(title="Career Advisor", delete_cache=(UPLOAD_SECONDS, UPLOAD_SECONDS)) as page:
             intro = gr.Markdown(self.intro(), elem_id="intro")
             with gr.Row(equal_height=True):
                 status = gr.HTML(elem_id="index-status")
@@ -619,6 +629,86 @@ class _TooLarge(Exception):
     pass
 
 
+class LoginThrottle:
+    """ASGI middleware that refuses sign-in attempts (HTTP 429) from an address with ``attempts`` wrong
+    passwords in the last ``window`` seconds, so a password cannot be guessed at the server's full speed.
+
+    The address is the client's, or behind a reverse proxy on this machine the one the proxy appended last to
+    X-Forwarded-For (earlier entries are the client's to write). Only failures count, so a user who signs in
+    is never slowed down by someone else guessing from another address."""
+
+    def __init__(self, app: Any, attempts: int = LOGIN_ATTEMPTS, window: float = LOGIN_WINDOW_SECONDS) -> None:
+        self.app, self.attempts, self.window = app, attempts, window
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope.get("path", "").rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        who = _client_address(scope)
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(who, []) if now - t < self.window]
+            self._failures[who] = recent
+            self._failures.move_to_end(who)
+            while len(self._failures) > LOGIN_ADDRESSES:  # bounded, however many addresses try
+                self._failures.popitem(last=False)
+        if len(recent) >= self.attempts:
+            wait = max(1, round(self.window - (now - recent[0])))
+            detail = f"Too many wrong sign-ins from this address; try again in {wait} s."
+            body = json.dumps({"detail": detail, "error": detail}).encode()
+            headers = [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode())]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def noted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (400, 401, 403):
+                with self._lock:
+                    self._failures.setdefault(who, []).append(time.monotonic())
+            await send(message)
+
+        await self.app(scope, receive, noted)
+
+
+def _client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client") or ("?", 0)
+    host = str(client[0])
+    if _is_local(host):
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"x-forwarded-for" and value.strip():
+                return value.decode("latin-1").split(",")[-1].strip()
+    return host
+
+
+def _is_local(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+class UploadGate:
+    """ASGI middleware refusing Gradio's upload route (HTTP 403) to whoever may not add documents: the page is
+    the only thing here that uploads, so the route must not store files for anyone else."""
+
+    def __init__(self, app: Any, settings: Any) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").rstrip("/").endswith(UPLOAD_ROUTE):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            blocked = uploads_blocked(self.settings, headers)
+            if blocked:
+                body = json.dumps({"detail": blocked, "error": blocked}).encode()
+                await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def launch(service: AdvisorService) -> None:
     """Serve the page on the configured host and port (blocks until stopped)."""
     from starlette.middleware import Middleware
@@ -639,13 +729,23 @@ def launch(service: AdvisorService) -> None:
         auth=(user, password) if settings.auth else None,
         quiet=True,  # app.py prints the address; Gradio's own lines include a hint to share publicly
         max_file_size=settings.max_file_bytes,  # the upload route takes nothing the loader would refuse
-        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, exempt=("/gradio_api/upload",))]},
+        app_kwargs={
+            "middleware": [
+                Middleware(LoginThrottle),
+                Middleware(UploadGate, settings=settings),
+                Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, exempt=(UPLOAD_ROUTE,)),
+            ]
+        },
         # Sessions whose state Gradio keeps (the least recently used go first): with MAX_REQUEST_BYTES, what
         # anyone can make it hold is bounded.
         state_session_capacity=SESSIONS,
         # Gradio serves no file outside its own folders anyway; these are never to be served.
         blocked_paths=[str(settings.index_dir), str(settings.corpus_dir), str(settings.feedback_dir)],
     )
+
+
+def _headers(request: gr.Request | None) -> Mapping[str, str]:
+    return (request.headers or {}) if request is not None else {}
 
 
 def _from_api(request: gr.Request | None) -> bool:

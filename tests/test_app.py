@@ -322,6 +322,74 @@ def test_the_upload_route_takes_nothing_over_the_file_limit(server):
     assert refused.value.code == 413
 
 
+def test_the_upload_route_stores_nothing_for_a_request_through_a_proxy(server):
+    """The app listens on 127.0.0.1 with no login: a visitor through a reverse proxy may not upload."""
+    import urllib.error
+
+    boundary = "advisorboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="notes.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nWelders earn well.\r\n--{boundary}--\r\n"
+    ).encode()
+
+    def upload(**headers: str) -> tuple[int, str]:
+        request = urllib.request.Request(
+            server.url + "gradio_api/upload",
+            data=body,
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **headers},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
+
+    status, said = upload(**{"X-Forwarded-For": "203.0.113.9"})
+    assert status == 403 and "proxy" in said and "ADVISOR_AUTH" in said
+    status, said = upload()  # from this machine itself: the page's own uploads work
+    assert status == 200 and "notes.txt" in said
+    Path(json.loads(said)[0]).unlink()
+
+
+def test_wrong_passwords_are_throttled_per_address_and_a_right_one_elsewhere_still_signs_in(server, tmp_path):
+    """A second app with a login, on the first one's index: after 5 wrong passwords an address must wait."""
+    import urllib.error
+    import urllib.parse
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
+    env |= {"PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", "ADVISOR_AUTH": "ann:right-password"}
+    log_path = tmp_path / "auth.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--corpus", str(server.corpus), "--index", str(server.corpus.parent / "index"),
+             "--feedback", str(tmp_path / "feedback"), "--port", str(port)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            wait_until_serving(process, url, log_path)
+
+            def sign_in(password: str, **headers: str) -> int:
+                form = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+                request = urllib.request.Request(url + "login", data=form, method="POST", headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as reply:
+                        return reply.status
+                except urllib.error.HTTPError as refused:
+                    return refused.code
+
+            started = time.monotonic()
+            assert [sign_in(f"guess-{i}") for i in range(5)] == [400] * 5
+            assert sign_in("guess-5") == 429 and sign_in("right-password") == 429  # this address waits now
+            assert time.monotonic() - started < 30
+            assert sign_in("right-password", **{"X-Forwarded-For": "198.51.100.7"}) == 200  # someone else, via a proxy
+        finally:
+            process.terminate()
+            process.wait(20)
+
+
 def test_load_script_smoke(server, tmp_path):
     """The load benchmark works (its figures come from a full run, see docs/performance.md): 3 users for 3 seconds."""
     out = tmp_path / "load.json"

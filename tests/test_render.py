@@ -19,6 +19,17 @@ def test_document_text_stays_literal_markdown():
     assert render.escape("1. not a list") == "1\\. not a list"
 
 
+def test_web_addresses_in_document_text_are_shown_but_never_linked():
+    import re
+
+    said = "Pay Guide (see https://evil.example/login, www.tracker.example or help@evil.example)"
+    asks = ["What do juniors earn?"]
+    text = render.answer_markdown(f"My documents cover {said}. You could ask:\n- {asks[0]}", asks=asks)
+    # What GFM's autolinks (and CommonMark's <…> autolinks) start from: none is left in the page's Markdown.
+    assert not re.search(r"(?i)(https?|ftp|mailto|javascript):|www\.|\w@\w|<\w+:", text)
+    assert said in render.plain_text(text)  # the words are all there, for the reader and for follow-ups
+
+
 def test_lists_headings_tables_and_markers_become_markdown():
     text = (
         "**Do I need a degree?**\nNo [1].\n\nAverage Salary [1]:\n- Entry Level: $85,000\n- Senior: $170,000\n"

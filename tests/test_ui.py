@@ -100,12 +100,13 @@ def test_the_header_names_the_documents_indexed_now_and_never_renders_their_mark
     # A document added since, with Markdown in its title: after the rebuild the header the status poll
     # returns names it, as literal text (no link, no image fetched from elsewhere).
     (corpus / "pay.txt").write_text(
-        "Pay Guide ![x](https://tracker.example/p.png) [sign in](https://evil.example)\n\nJuniors earn $50,000 a year.\n"
+        "Pay Guide ![x](https://tracker.example/p.png) [sign in](https://evil.example) www.evil.example\n\nJuniors earn $50,000 a year.\n"
     )
     assert page.service.rebuild(wait=True)
     *_, header = page.status()
     assert "Career Notes" in header and "Pay Guide" in header
     assert "tracker.example" in header and "](" not in header and "<img" not in header  # said, not rendered
+    assert "evil.example" in header and "https:" not in header and "www." not in header  # and not linked bare
 
 
 def test_documents_added_and_removed_during_a_rebuild_are_in_the_index_when_the_rebuilds_end(
