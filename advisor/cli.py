@@ -12,13 +12,17 @@ import sys
 import textwrap
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from advisor import stores
 from advisor.config import PROJECT_ROOT, Settings, add_arguments, quiet_environment
 from advisor.errors import AdvisorError, IndexUnwritable
 from advisor.index import WAIT_SECONDS, BuildReport, IndexStatus, build, index_status
+from advisor.plan import plan
 from advisor.types import Answer, Hit
+
+if TYPE_CHECKING:
+    from advisor.service import AdvisorService
 
 DEVSET = PROJECT_ROOT / "eval" / "devset.jsonl"
 THRESHOLDS = PROJECT_ROOT / "eval" / "thresholds.json"
@@ -140,21 +144,24 @@ def _log_to(stream: TextIO, level: int) -> None:
 
 
 def _serve(settings: Settings) -> int:
-    """Bring the index up to date, load the model once, and serve the chat (blocks until stopped)."""
+    """Load the model once and serve the chat (blocks until stopped), from an index brought up to date first,
+    or, when an index of these settings is already there, from that one while it is updated in the background."""
     # Checked first, so a second copy of the app says so at once instead of building, announcing and failing.
     taken = port_in_use(settings.host, settings.port)
     if taken:
         print(_port_error(settings, taken), file=sys.stderr)
         return 2
-    try:
-        report = build(settings, progress=True, wait=WAIT_SECONDS)
-        print(format_report(report, settings), flush=True)
-    except IndexUnwritable as exc:  # read-only or full: the index already there still serves
-        print(f"warning: {exc}; serving the index as it is", file=sys.stderr, flush=True)
     from advisor.service import AdvisorService
     from advisor.ui import launch
 
-    service = AdvisorService(settings)
+    service = _serve_previous(settings)
+    if service is None:
+        try:
+            report = build(settings, progress=True, wait=WAIT_SECONDS)
+            print(format_report(report, settings), flush=True)
+        except IndexUnwritable as exc:  # read-only or full: the index already there still serves
+            print(f"warning: {exc}; serving the index as it is", file=sys.stderr, flush=True)
+        service = AdvisorService(settings)
     mode = f"answers written by {settings.llm_model} at {settings.llm_base_url}" if settings.llm else "no LLM"
     print(f"Career Advisor is serving on http://{settings.host}:{settings.port} ({mode})", flush=True)
     try:
@@ -163,6 +170,30 @@ def _serve(settings: Settings) -> int:
         print(_port_error(settings, port_in_use(settings.host, settings.port) or str(exc)), file=sys.stderr)
         return 2
     return 0
+
+
+def _serve_previous(settings: Settings) -> AdvisorService | None:
+    """The index already built under these settings, served now and updated in the background when the corpus
+    has changed, so a restart serves within seconds whatever the corpus now holds; None when there is no such
+    index (none yet, damaged, another model or splitter), which must be built first."""
+    from advisor.service import AdvisorService
+
+    p = plan(settings)
+    if p.manifest is None or p.unusable or p.mismatch or p.move:
+        return None
+    try:
+        service = AdvisorService(settings)
+    except AdvisorError:  # damaged in a way only opening it shows (a checksum): rebuilt first
+        return None
+    if p.corpus_changed:
+        parts = [f"{len(v)} {k}" for k, v in (("added", p.added), ("changed", p.changed), ("removed", p.removed)) if v]
+        print(
+            f"The documents changed since the last build ({', '.join(parts)}): updating the index in the background; "
+            "answers come from the previous index meanwhile.",
+            flush=True,
+        )
+        service.rebuild()
+    return service
 
 
 def port_in_use(host: str, port: int) -> str:

@@ -32,6 +32,7 @@ def _setting(env: str, group: str, help: str, flag: str = "", short: str = "") -
 
 UPLOADS = ("auto", "on", "off")  # ADVISOR_UPLOADS: who may add and remove documents from the page
 
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be configured with; stages receive plain values from it."""
@@ -59,6 +60,16 @@ class Settings:
     )
     max_file_mb: float = field(
         default=20.0, metadata=_setting("ADVISOR_MAX_FILE_MB", "corpus", "largest corpus file read, in MB")
+    )
+    max_chars: int = field(
+        default=2_000_000,
+        metadata=_setting("ADVISOR_MAX_CHARS", "corpus", "characters of text read from one document; a longer one is skipped"),
+    )
+    read_seconds: float = field(
+        default=60.0,
+        metadata=_setting(
+            "ADVISOR_READ_SECONDS", "corpus", "seconds allowed to read one document's text; a slower one is skipped"
+        ),
     )
     flat_max: int = field(
         default=20_000, metadata=_setting("ADVISOR_FLAT_MAX", "corpus", "FAISS: exact search up to this many passages, IVF above")
@@ -163,6 +174,10 @@ class Settings:
             raise ConfigError(
                 f"ADVISOR_MAX_FILE_MB={self.max_file_mb} must be a number of MB above 0 and at most {MAX_FILE_MB} (default 20)"
             )
+        if not 1_000 <= self.max_chars <= 10**9:
+            raise ConfigError(f"ADVISOR_MAX_CHARS={self.max_chars} must be 1000..1000000000 (default 2000000)")
+        if not 1 <= self.read_seconds <= 3600:
+            raise ConfigError(f"ADVISOR_READ_SECONDS={self.read_seconds} must be a number of seconds from 1 to 3600 (default 60)")
         if not 1 <= self.top_k <= 100:
             raise ConfigError(f"ADVISOR_TOP_K={self.top_k} must be 1..100 (default 5)")
         if not 0 < self.port < 65536:

@@ -29,6 +29,7 @@ from advisor.errors import (
     StoreUnavailable,
     without_fix,
 )
+from advisor.extract import DocumentReader
 from advisor.files import FileEntry, atomic_write, fsync_dir, read_checked, remove_temp_files
 from advisor.load import CorpusFile, LoadError, load_document
 from advisor.manifest import (
@@ -453,10 +454,13 @@ def index_status(settings: Settings) -> IndexStatus:
     return IndexStatus(True, "index matches the corpus", **base)
 
 
-def passages_of(file: CorpusFile, settings: Settings, embedder: Embedder) -> tuple[Document, list[Chunk]]:
-    """Load one corpus file and split it into passages, as a build does (``advisor train`` cuts its documents
-    the same way). The tokenizer, and so the model, loads only once some file has text to split."""
-    doc = load_document(file, settings.max_file_bytes)
+def passages_of(
+    file: CorpusFile, settings: Settings, embedder: Embedder, reader: DocumentReader | None = None
+) -> tuple[Document, list[Chunk]]:
+    """Load one corpus file (through ``reader``, bounded in time and memory, when given) and split it into
+    passages, as a build does (``advisor train`` cuts its documents the same way). The tokenizer, and so the
+    model, loads only once some file has text to split."""
+    doc = reader.read(file) if reader else load_document(file, settings.max_file_bytes, settings.max_chars)
     chunks = split_document(
         doc,
         embedder.tokenizer,
@@ -474,23 +478,24 @@ def _load_and_split(
     docs: dict[str, DocumentEntry] = {}
     chunks: list[Chunk] = []
     failed: list[Skipped] = []
-    for file in files:
-        try:
-            doc, doc_chunks = passages_of(file, settings, embedder)
-        except LoadError as exc:
-            failed.append(Skipped(file.source, str(exc), file.sha256))
-            continue
-        except ConfigError:
-            raise  # a bad setting fails every file alike: say so once
-        except Exception as exc:  # one bad file must not abort the build
-            log.debug("%s could not be processed", file.source, exc_info=True)
-            failed.append(Skipped(file.source, f"could not be processed ({type(exc).__name__}: {exc})", file.sha256))
-            continue
-        if not doc_chunks:
-            failed.append(Skipped(file.source, "no indexable text (only headings or boilerplate)", doc.sha256))
-            continue
-        docs[file.source] = DocumentEntry(doc.sha256, doc.title, doc.kind, tuple(c.id for c in doc_chunks))
-        chunks.extend(doc_chunks)
+    with DocumentReader(settings.max_file_bytes, settings.max_chars, settings.read_seconds) as reader:
+        for file in files:
+            try:
+                doc, doc_chunks = passages_of(file, settings, embedder, reader)
+            except LoadError as exc:
+                failed.append(Skipped(file.source, str(exc), file.sha256))
+                continue
+            except ConfigError:
+                raise  # a bad setting fails every file alike: say so once
+            except Exception as exc:  # one bad file must not abort the build
+                log.debug("%s could not be processed", file.source, exc_info=True)
+                failed.append(Skipped(file.source, f"could not be processed ({type(exc).__name__}: {exc})", file.sha256))
+                continue
+            if not doc_chunks:
+                failed.append(Skipped(file.source, "no indexable text (only headings or boilerplate)", doc.sha256))
+                continue
+            docs[file.source] = DocumentEntry(doc.sha256, doc.title, doc.kind, tuple(c.id for c in doc_chunks))
+            chunks.extend(doc_chunks)
     return docs, chunks, failed
 
 

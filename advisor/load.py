@@ -134,8 +134,9 @@ def _scan_file(root: Path, path: Path, max_bytes: int | None) -> CorpusFile | Sk
     return CorpusFile(source, path, sha, size, target)
 
 
-def load_document(file: CorpusFile, max_bytes: int) -> Document:
-    """Read and decode one corpus file; raise LoadError with the reason when it cannot be used."""
+def load_document(file: CorpusFile, max_bytes: int, max_chars: int | None = None) -> Document:
+    """Read and decode one corpus file; raise LoadError with the reason when it cannot be used (its text longer
+    than ``max_chars`` included: a few MB of text are hundreds of thousands of passages to split and embed)."""
     if file.size > max_bytes:
         raise LoadError(too_large(file.size, max_bytes))
     try:
@@ -155,7 +156,7 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
     encoding: str | None = None
     pages: tuple[Page, ...] = ()
     if kind == "pdf":
-        text, pages, title = _pdf_text(raw)
+        text, pages, title = _pdf_text(raw, max_chars)
     elif kind == "html":
         text, title = _html_text(raw)
     else:
@@ -165,6 +166,8 @@ def load_document(file: CorpusFile, max_bytes: int) -> Document:
         title = first_heading(text)
     if not text.strip():
         raise LoadError("no text content")
+    if max_chars is not None and len(text) > max_chars:
+        raise too_long(max_chars)
     return Document(
         source=file.source,
         title=clip(title) or _title_from_name(file.path),
@@ -241,6 +244,14 @@ def decode_text(raw: bytes) -> tuple[str, str]:
         if controls <= len(text) // 100:
             return text, encoding
     raise LoadError("binary content or an unknown encoding; save it as UTF-8")
+
+
+def too_long(max_chars: int) -> LoadError:
+    """The error for a document whose text is over ``max_chars`` characters."""
+    return LoadError(
+        f"its text is over {max_chars:,} characters (ADVISOR_MAX_CHARS={max_chars}); not read. "
+        "Split it into smaller files, or raise the limit"
+    )
 
 
 def _title_from_name(path: Path) -> str:
@@ -398,8 +409,9 @@ class _HtmlWriter:
 # --- PDF --------------------------------------------------------------------------------
 
 
-def _pdf_text(raw: bytes) -> tuple[str, tuple[Page, ...], str]:
-    """Text of each PDF page joined by blank lines, with each page's span kept for citations."""
+def _pdf_text(raw: bytes, max_chars: int | None = None) -> tuple[str, tuple[Page, ...], str]:
+    """Text of each PDF page joined by blank lines, with each page's span kept for citations; LoadError as soon
+    as the text is over ``max_chars``."""
     import logging
 
     from pypdf import PdfReader
@@ -422,6 +434,8 @@ def _pdf_text(raw: bytes) -> tuple[str, tuple[Page, ...], str]:
             pages.append(Page(number, offset, offset + len(page_text)))
             parts.append(page_text)
             offset += len(page_text)
+            if max_chars is not None and offset > max_chars:
+                raise too_long(max_chars)
         meta_title = (reader.metadata.title or "").strip() if reader.metadata else ""
     except LoadError:
         raise

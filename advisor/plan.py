@@ -7,6 +7,7 @@ from pathlib import Path
 
 from advisor.config import Settings
 from advisor.errors import REBUILD, CorpusMissing, IndexCorrupt, IndexMismatch, IndexMissing, without_fix
+from advisor.extract import still_over_bound
 from advisor.load import LOADER_VERSION, CorpusFile, scan_corpus
 from advisor.manifest import Manifest, manifest_stamp, read_manifest
 from advisor.split import CONTEXT_TOKENS, SPLITTER_VERSION
@@ -98,11 +99,17 @@ def plan(settings: Settings, *, full: bool = False) -> BuildPlan:
                 to_load.append(f)
             continue
         # Files skipped last time are retried (a setting such as the size limit may have changed),
-        # but one with the same bytes as then is no change to the corpus.
+        # but one with the same bytes as then is no change to the corpus. One that was over a bound on reading
+        # (time, memory, characters) is not read again until it changes or that bound is raised: each build
+        # would spend that time on it again.
+        entry = old_skipped.get(f.source)
+        if not why and entry is not None and entry.sha256 == f.sha256 and still_over_bound(entry.reason, settings):
+            skipped.append(Skipped(f.source, entry.reason, f.sha256))
+            continue
         to_load.append(f)
         if old is not None:
             changed.append(f.source)
-        elif (entry := old_skipped.get(f.source)) is None or entry.sha256 != f.sha256:
+        elif entry is None or entry.sha256 != f.sha256:
             added.append(f.source)
     present = {f.source for f in files}
     return BuildPlan(

@@ -6,10 +6,11 @@
 
 --hostile serves a corpus holding a named pipe, a symlink loop and a file name that is not UTF-8, and measures
 normal users alone, beside as many more benign users, beside attackers that send a 10 MB message over and over,
-and beside attackers whose messages are just under the body limit; then, in a second app whose LLM server sends
-keep-alives and never an answer, how long an answer can be held. The app's RSS is sampled throughout. Traffic
-goes to 127.0.0.1 only. Writes bench/results/load.json (with --hostile: docs/results/bench-hostile.json and
-.md, which docs/operations.md includes).
+beside attackers whose messages are just under the body limit, beside floods of random words, beside one
+3,990-letter word sent over and over, and while the index is rebuilt with a 19 MB page of unclosed tags; then,
+in a second app whose LLM server sends keep-alives and never an answer, how long an answer can be held. The
+app's RSS is sampled throughout. Traffic goes to 127.0.0.1 only. Writes bench/results/load.json (with
+--hostile: docs/results/bench-hostile.json and .md, which docs/operations.md includes).
 """
 
 from __future__ import annotations
@@ -116,7 +117,13 @@ PHASES = (
     ("beside_benign", "benign"),
     ("beside_attackers", "bloat"),
     ("beside_attackers_under_limit", "under-limit"),
+    ("beside_word_floods", "flood"),
+    ("beside_long_words", "long-word"),
+    ("beside_document_bombs", "bomb"),
 )
+FLOOD_CHARS = 3_950  # a message of random words just under the 4,000-character limit
+LONG_WORD = "q" * 3_990  # one word as long as a message may be
+BOMB_MB = 19  # an HTML page of unclosed <b> tags: minutes and GBs to parse, under the 20 MB file limit
 THINK = 1.0  # seconds a person takes to read an answer before asking again, in the hostile run
 LLM_TIMEOUT = 3.0
 
@@ -142,12 +149,14 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
                 rss.phase(phase)
                 crowd = None
                 if kind:
-                    crowd = pool.apply_async(_crowd, (server[1], kind, questions, EXTRA_USERS, seconds))
+                    where = (str(corpus), str(work / "index"))
+                    crowd = pool.apply_async(_crowd, (server[1], kind, questions, EXTRA_USERS, seconds, where))
                 phases[phase] = _summarize(_run(server[1], questions, users, seconds, THINK), users, seconds)
                 if crowd is not None:
                     outcomes = crowd.get()
                     extra[phase] = _summarize(outcomes, EXTRA_USERS, seconds)
                     extra[phase]["refused"] = sum(1 for o, _ in outcomes if o == "refused")
+                    extra[phase]["longest_s"] = round(max((t for _, t in outcomes), default=0.0), 1)
     finally:
         rss.stop()
         stop_app(server[0])
@@ -162,6 +171,7 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
             "attackers_vs_benign": _change(p95["beside_attackers"], p95["beside_benign"]),
             "under_limit_vs_alone": _change(p95["beside_attackers_under_limit"], p95["alone"]),
             "benign_vs_alone": _change(p95["beside_benign"], p95["alone"]),
+            **{f"{name}_vs_alone": _change(p95[name], p95["alone"]) for name, _ in PHASES[4:]},
         },
         "extra_users": extra,
         "bloat_message_mb": round(len(BLOAT) / 2**20, 1),
@@ -178,11 +188,16 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
     users, change = summary["normal_users"], summary["p95_change_percent"]
     slow, attack = summary["slow_llm"], summary["extra_users"]["beside_attackers"]
     under = summary["extra_users"]["beside_attackers_under_limit"]
+    flood, long_word = summary["extra_users"]["beside_word_floods"], summary["extra_users"]["beside_long_words"]
+    bombs = summary["extra_users"]["beside_document_bombs"]
     rows = [
         (f"{users} normal users alone", "alone"),
         (f"… beside {EXTRA_USERS} more benign users", "beside_benign"),
         (f"… beside {EXTRA_USERS} users sending {summary['bloat_message_mb']:g} MB messages", "beside_attackers"),
         (f"… beside {EXTRA_USERS} users sending {len(UNDER_LIMIT) / 1e3:.0f} KB messages", "beside_attackers_under_limit"),
+        (f"… beside {EXTRA_USERS} users sending {FLOOD_CHARS:,} characters of random words", "beside_word_floods"),
+        (f"… beside {EXTRA_USERS} users sending one {len(LONG_WORD):,}-letter word", "beside_long_words"),
+        (f"… while the index is rebuilt with a {BOMB_MB} MB page of unclosed tags, again and again", "beside_document_bombs"),
     ]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -208,7 +223,14 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
         f"p95 beside the attackers: {change['attackers_vs_alone']:+.1f}% against normal users alone, "
         f"{change['attackers_vs_benign']:+.1f}% against as many benign users (benign users alone: "
         f"{change['benign_vs_alone']:+.1f}%); beside those sending {len(UNDER_LIMIT) / 1e3:.0f} KB: "
-        f"{change['under_limit_vs_alone']:+.1f}% against alone.",
+        f"{change['under_limit_vs_alone']:+.1f}% against alone; beside the random-word floods: "
+        f"{change['beside_word_floods_vs_alone']:+.1f}%; beside the long words: {change['beside_long_words_vs_alone']:+.1f}%; "
+        f"during the bomb rebuilds: {change['beside_document_bombs_vs_alone']:+.1f}%.",
+        "",
+        f"The floods: {flood['answered']} of {flood['requests']} answered, the longest in {flood['longest_s']:g} s. "
+        f"The long words: {long_word['answered']} of {long_word['requests']} answered, the longest in "
+        f"{long_word['longest_s']:g} s. The bomb rebuilds: {bombs['answered']} of {bombs['requests']} ended with the "
+        f"page skipped and the rest indexed, the longest in {bombs['longest_s']:g} s.",
         "",
         f"An LLM server that sends keep-alives and never an answer, `--llm-timeout {slow['llm_timeout_s']:g}`: "
         f"{slow['answered']} of {slow['requests']} questions answered (from the documents, with a note), "
@@ -221,15 +243,20 @@ def _change(value: float, base: float) -> float | None:
     return round(100 * (value / base - 1), 1) if base else None
 
 
-def _crowd(url: str, kind: str, questions: list, users: int, seconds: float) -> list[tuple[str, float]]:
+def _crowd(url: str, kind: str, questions: list, users: int, seconds: float, where: tuple[str, str]) -> list[tuple[str, float]]:
     """``users`` more users for ``seconds``: "benign" ones ask questions as the normal users do; "bloat" ones send a
     10 MB message over and over, "under-limit" ones a message just under the app's body limit (read, kept in a new
-    session each time, answered "too long")."""
+    session each time, answered "too long"); "flood" ones messages of random words, "long-word" ones a single
+    3,990-letter word; "bomb" puts a 19 MB page of unclosed tags in the corpus (``where``: corpus, index) and
+    rebuilds the index, again and again, while the app serves (one builder: builds take the index's lock in turn)."""
     if kind == "benign":
         return _run(url, questions[len(questions) // 2 :], users, seconds, THINK)
+    if kind == "bomb":
+        return _bombs(*where, seconds)
     # The request is encoded once and sent as raw HTTP (the /call/ route): encoding 10 MB again for each request, as
     # gradio_client does, would cost this machine's two cores more than the app spends on it.
-    body = json.dumps({"data": [BLOAT if kind == "bloat" else UNDER_LIMIT]}).encode()
+    message = {"bloat": BLOAT, "under-limit": UNDER_LIMIT, "long-word": LONG_WORD}.get(kind) or _random_words(FLOOD_CHARS)
+    body = json.dumps({"data": [message]}).encode()
     results: list[tuple[str, float]] = []
     lock = threading.Lock()
     until = time.monotonic() + seconds
@@ -260,6 +287,40 @@ def _crowd(url: str, kind: str, questions: list, users: int, seconds: float) -> 
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+def _random_words(chars: int) -> str:
+    import random
+
+    rng = random.Random(7)
+    words: list[str] = []
+    while sum(len(w) + 1 for w in words) < chars - 12:
+        words.append("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 10))))
+    return " ".join(words)
+
+
+def _bombs(corpus: str, index: str, seconds: float) -> list[tuple[str, float]]:
+    """Rebuild the index with a new 19 MB page of unclosed tags in the corpus each time, until ``seconds`` are up:
+    (outcome, seconds) per build, "ok" when it ended with the page skipped and the rest indexed."""
+    results: list[tuple[str, float]] = []
+    until, n = time.monotonic() + seconds, 0
+    while time.monotonic() < until:
+        n += 1
+        page = Path(corpus) / f"bomb-{n}.html"
+        page.write_text(f"<html><body><p>{n}</p>" + "<b>x " * (BOMB_MB * 2**20 // 5) + "</body></html>")
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "advisor", "index", "--corpus", corpus, "--index", index, "--wait", "600", "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        took = time.perf_counter() - began
+        page.unlink()
+        said = done.stdout + done.stderr
+        skipped = f"bomb-{n}.html" in said and "skipped" in said
+        results.append(("ok" if done.returncode == 0 and skipped else "error", took))
     return results
 
 

@@ -390,6 +390,35 @@ def test_wrong_passwords_are_throttled_per_address_and_a_right_one_elsewhere_sti
             process.wait(20)
 
 
+def test_a_restart_serves_the_previous_index_at_once_and_updates_it_in_the_background(server, tmp_path):
+    """However much has to be read and embedded, a restart answers from the index already built."""
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(server.corpus, corpus)
+    shutil.copytree(server.corpus.parent / "index", index, ignore=shutil.ignore_patterns(".build.lock"))
+    # Minutes of embedding on 2 cores (over a thousand passages), and a page that is slow to parse.
+    (corpus / "big.txt").write_text("".join(f"Welders in town {i} earn {i % 50 + 20} dollars an hour. " for i in range(12_000)))
+    (corpus / "tags.html").write_text("<html><body>" + "<b>x " * 100_000 + "</body></html>")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
+    env |= {"PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", "ADVISOR_READ_SECONDS": "1"}
+    log_path = tmp_path / "restart.log"
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--corpus", str(corpus), "--index", str(index),
+             "--feedback", str(tmp_path / "feedback"), "--port", str(port)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until_serving(process, f"http://127.0.0.1:{port}/", log_path)
+            assert time.monotonic() - started < 30, log_path.read_text()
+            said = log_path.read_text()
+            assert "2 added" in said and "updating the index in the background" in said and "Embedding" not in said
+        finally:
+            process.terminate()
+            process.wait(20)
+
+
 def test_load_script_smoke(server, tmp_path):
     """The load benchmark works (its figures come from a full run, see docs/performance.md): 3 users for 3 seconds."""
     out = tmp_path / "load.json"

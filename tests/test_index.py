@@ -298,7 +298,9 @@ def test_a_huge_title_is_cut_and_stored_once_per_document(make_settings, embedde
     paragraphs = "".join(f"<p>Plumbers in region {i} earn {20 + i} dollars an hour on average.</p>" for i in range(300))
     (corpus / "long-title.html").write_text(f"<html><head><title>{words}</title></head><body>{paragraphs}</body></html>")
     heading = " ".join(words.split()[:2000])
-    (corpus / "long-heading.md").write_text(f"# {heading}\n\n" + "\n".join(f"Heading {i}" for i in range(40)) + "\n\nWelders earn well.\n")
+    (corpus / "long-heading.md").write_text(
+        f"# {heading}\n\n" + "\n".join(f"Heading {i}" for i in range(40)) + "\n\nWelders earn well.\n"
+    )
     settings = make_settings()
     started = time.perf_counter()
     report = build(settings, embedder=embedder)
@@ -314,3 +316,33 @@ def test_a_huge_title_is_cut_and_stored_once_per_document(make_settings, embedde
     stored = next(settings.index_dir.glob("chunks-*.json")).read_text()
     assert all("title" not in c for c in json.loads(stored)["chunks"])  # the title is the manifest's, once
     assert len(stored) < 1_000 * len(chunks)
+
+
+def test_a_document_too_slow_or_too_long_to_read_is_skipped_once_and_the_rest_is_indexed(
+    make_settings, embedder, tmp_path, monkeypatch
+):
+    from advisor.extract import DocumentReader
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "welders.md").write_text("# Welders\n\nWelders earn 25 dollars an hour.\n")
+    (corpus / "tags.html").write_text("<html><body>" + "<b>x " * 100_000 + "</body></html>")  # seconds to parse
+    (corpus / "long.txt").write_text("Plumbers earn well. " * 600)  # 12,000 characters
+    settings = make_settings(read_seconds=1, max_chars=10_000)
+    started = time.monotonic()
+    report = build(settings, embedder=embedder)
+    assert time.monotonic() - started < 30
+    reasons = {s.source: s.reason for s in report.skipped}
+    assert reasons["corpus/tags.html"].startswith("took over 1 s to read (ADVISOR_READ_SECONDS=1); not read")
+    assert reasons["corpus/long.txt"].startswith("its text is over 10,000 characters (ADVISOR_MAX_CHARS=10000)")
+    assert set(report.added) == {"corpus/welders.md"}
+    # The next build does not spend that time again while the file and the bound are unchanged...
+    (corpus / "cooks.md").write_text("# Cooks\n\nCooks earn 18 dollars an hour.\n")
+    read, real_read = [], DocumentReader.read
+    monkeypatch.setattr(DocumentReader, "read", lambda self, file: read.append(file.source) or real_read(self, file))
+    again = build(settings, embedder=embedder)
+    assert read == ["corpus/cooks.md"]
+    assert again.added == ("corpus/cooks.md",) and {s.source for s in again.skipped} == set(reasons)
+    # ...and reads it again once the bound is raised.
+    raised = build(make_settings(read_seconds=120, max_chars=20_000), embedder=embedder)
+    assert "corpus/long.txt" in raised.added
+    assert "ADVISOR_READ_SECONDS" not in {s.source: s.reason for s in raised.skipped}.get("corpus/tags.html", "")

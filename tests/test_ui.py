@@ -100,7 +100,8 @@ def test_the_header_names_the_documents_indexed_now_and_never_renders_their_mark
     # A document added since, with Markdown in its title: after the rebuild the header the status poll
     # returns names it, as literal text (no link, no image fetched from elsewhere).
     (corpus / "pay.txt").write_text(
-        "Pay Guide ![x](https://tracker.example/p.png) [sign in](https://evil.example) www.evil.example\n\nJuniors earn $50,000 a year.\n"
+        "Pay Guide ![x](https://tracker.example/p.png) [sign in](https://evil.example) www.evil.example\n\n"
+        "Juniors earn $50,000 a year.\n"
     )
     assert page.service.rebuild(wait=True)
     *_, header = page.status()
