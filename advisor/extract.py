@@ -149,4 +149,3 @@ def serve() -> None:
         except Exception as exc:  # one bad file must not stop the worker
             reply = ("error", f"could not be processed ({type(exc).__name__}: {exc})")
         _send(replies, reply)
-

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 # How often a question checks whether another process (the CLI, or another replica sharing the index folder
 # and vector store) has swapped in a new index: one stat() of the manifest, at most this often.
 CHECK_SECONDS = 1.0
+LONG_MESSAGE_CHARS = 600  # a message this long (a question with a background paragraph or more) takes its turn
+LONG_WAIT_SECONDS = 1.0
+LONG_TURN_SECONDS = 1.0
+BUSY = Answer(
+    "Other long messages are being answered right now. Please send yours again in a moment, or ask in a shorter message.",
+    kind="busy",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class AdvisorService:
         self._running = False  # a rebuild thread is at work (set and cleared under _lock)
         self._again = False  # a rebuild was asked for while one ran: build once more when it ends
         self._state = RebuildState(False, "")
+        self._long_lane = threading.Semaphore(1)
+        self._next_long = 0.0  # when the next long message may start (monotonic seconds)
 
     def _load(self) -> Advisor:
         retriever = Retriever.open(self.settings)
@@ -62,23 +72,55 @@ class AdvisorService:
 
     def ask(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Answer:
         """Answer from whichever index is current when the question arrives."""
-        advisor = self._current()
-        try:
-            return advisor.ask(question, history)
-        except (IndexCorrupt, StoreUnavailable) as exc:
-            return self._retry_after_failure(advisor, exc).ask(question, history)
+        with self._turn(question) as turn:
+            if not turn:
+                return BUSY
+            advisor = self._current()
+            try:
+                return advisor.ask(question, history)
+            except (IndexCorrupt, StoreUnavailable) as exc:
+                return self._retry_after_failure(advisor, exc).ask(question, history)
 
     def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = ()) -> Iterator[Answer]:
         """Partial answers, then the final one, from the index current when the question arrives."""
-        advisor, started = self._current(), False
+        with self._turn(question) as turn:
+            if not turn:
+                yield BUSY
+                return
+            advisor, started = self._current(), False
+            try:
+                for answer in advisor.ask_stream(question, history):
+                    started = True
+                    yield answer
+            except (IndexCorrupt, StoreUnavailable) as exc:
+                if started:
+                    raise
+                yield from self._retry_after_failure(advisor, exc).ask_stream(question, history)
+
+    @contextmanager
+    def _turn(self, question: str) -> Iterator[bool]:
+        """Whether ``question`` may be answered now. Long messages are answered one at a time, at most one starting
+        each LONG_TURN_SECONDS, and one that would wait over LONG_WAIT_SECONDS for its turn is asked to be sent
+        again: each costs several short questions (embedding grows with its length), so a few senders of long
+        messages can take neither the cores nor, by waiting, the server's answer slots from everyone else."""
+        if len(question) < LONG_MESSAGE_CHARS:
+            yield True
+            return
+        asked = time.monotonic()
+        if not self._long_lane.acquire(timeout=LONG_WAIT_SECONDS):
+            yield False
+            return
         try:
-            for answer in advisor.ask_stream(question, history):
-                started = True
-                yield answer
-        except (IndexCorrupt, StoreUnavailable) as exc:
-            if started:
-                raise
-            yield from self._retry_after_failure(advisor, exc).ask_stream(question, history)
+            gap = self._next_long - time.monotonic()
+            if gap > LONG_WAIT_SECONDS - (time.monotonic() - asked):
+                yield False
+                return
+            if gap > 0:
+                time.sleep(gap)
+            self._next_long = time.monotonic() + LONG_TURN_SECONDS
+            yield True
+        finally:
+            self._long_lane.release()
 
     def _retry_after_failure(self, failed: Advisor, error: AdvisorError) -> Advisor:
         """After a search failed: the newer index, if another process swapped one in (and dropped the

@@ -25,6 +25,7 @@ ENGLISH_TYPO_LENGTH = 6
 # Longer "words" are never corrected: no English word is this long, and looking one up costs memory that grows with
 # the square of its length (a 4,000-letter word would build about 0.9 GB of one-edit candidates).
 MAX_LENGTH = 30
+MAX_WORDS = 150  # words of one message checked (a long question with its background is about 100 words)
 ENGLISH_TYPO_RANK = 30000
 _VOWELS = frozenset("aeiou")
 
@@ -147,8 +148,12 @@ class Speller:
     def __call__(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         """(``text`` with misspelled words corrected, the (typed, corrected) pairs)."""
         changes: list[tuple[str, str]] = []
+        seen = [0]
 
         def fix(match: re.Match[str]) -> str:
+            seen[0] += 1
+            if seen[0] > MAX_WORDS:  # bounded work per message: a flood of made-up words is not checked word by word
+                return match.group()
             fixed = self.word(match.group())
             if fixed.lower() != match.group().lower():
                 changes.append((match.group(), fixed))

@@ -111,3 +111,42 @@ def test_a_hostile_document_is_indexed_as_plain_text(tmp_path, make_settings, em
     build(settings, embedder=embedder)
     text = " ".join(c.text for c in Index.load(settings.index_dir).chunks.values())
     assert '<script>alert("xss")</script>' in text  # kept verbatim as data; every page escapes it
+
+
+def test_long_messages_take_turns_and_never_hold_short_questions_up(tmp_path, make_settings, embedder, monkeypatch):
+    import threading
+    import time
+
+    import advisor.chat
+    from advisor.service import LONG_MESSAGE_CHARS
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "pay.md").write_text("# Pay\n\nWelders earn 25 dollars an hour.\n")
+    settings = make_settings()
+    build(settings, embedder=embedder)
+    service = AdvisorService(settings)
+    long = "What do welders earn? " + "My background, at length. " * (LONG_MESSAGE_CHARS // 20)
+    release, entered = threading.Event(), threading.Event()
+    real = advisor.chat.Advisor.ask
+
+    def slow(self, question, history=()):
+        if question == long:
+            entered.set()
+            release.wait(30)
+        return real(self, question, history)
+
+    monkeypatch.setattr(advisor.chat.Advisor, "ask", slow)
+    first = []
+    worker = threading.Thread(target=lambda: first.append(service.ask(long)))
+    worker.start()
+    assert entered.wait(30)
+    started = time.monotonic()
+    assert service.ask("What do welders earn?").citations  # a short question goes straight in
+    assert service.ask(long + " Again.").kind == "busy"  # a second long one is asked to come back...
+    assert time.monotonic() - started < 10  # ...after a short wait, not when the first one is done
+    release.set()
+    worker.join(30)
+    assert first[0].citations
+    answered = service.ask(long)  # its turn comes at most a second after the last one started
+    assert answered.kind != "busy" and answered.citations

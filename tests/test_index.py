@@ -322,6 +322,7 @@ def test_a_document_too_slow_or_too_long_to_read_is_skipped_once_and_the_rest_is
     make_settings, embedder, tmp_path, monkeypatch
 ):
     from advisor.extract import DocumentReader
+
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "welders.md").write_text("# Welders\n\nWelders earn 25 dollars an hour.\n")

@@ -74,3 +74,13 @@ def test_a_word_longer_than_any_english_word_is_left_alone_at_no_cost():
     assert speller(f"what {long_word} pays")[0] == f"what {long_word} pays"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: no quadratic candidate set
     assert speller("statistcs")[0] == "statistics"  # ordinary typos are still corrected
+
+
+def test_a_flood_of_made_up_words_is_checked_only_as_far_as_a_long_question_goes(monkeypatch):
+    speller = Speller(["Machine learning engineers need statistics."])
+    looked: list[str] = []
+    real = Speller.word
+    monkeypatch.setattr(Speller, "word", lambda self, w: looked.append(w) or real(self, w))
+    flood = " ".join("zq" + "".join("abcdefghij"[int(d)] for d in str(i)) + "xv" for i in range(500))
+    assert speller(f"statistcs {flood}")[0].startswith("statistics zqaxv")  # the opening is still corrected
+    assert len(looked) == 150
