@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.chat import Advisor
+from advisor.chat import MAX_QUESTION_CHARS, Advisor
 from advisor.config import Settings
 from advisor.errors import AdvisorError, IndexCorrupt, StoreUnavailable
 from advisor.index import WAIT_SECONDS, BuildReport, Index, IndexStatus, build, index_status
@@ -103,8 +103,8 @@ class AdvisorService:
         each LONG_TURN_SECONDS, and one that would wait over LONG_WAIT_SECONDS for its turn is asked to be sent
         again: each costs several short questions (embedding grows with its length), so a few senders of long
         messages can take neither the cores nor, by waiting, the server's answer slots from everyone else."""
-        if len(question) < LONG_MESSAGE_CHARS:
-            yield True
+        if len(question) < LONG_MESSAGE_CHARS or _too_long(question):
+            yield True  # short, or too long to be answered at all: refused at once, with no work to share
             return
         asked = time.monotonic()
         if not self._long_lane.acquire(timeout=LONG_WAIT_SECONDS):
@@ -219,6 +219,10 @@ class AdvisorService:
             return
         self._advisor, self._stamp = fresh, stamp  # one reference swap: questions already running finish on the old one
         self._state = RebuildState(False, _summary(report, time.perf_counter() - started))
+
+
+def _too_long(question: str) -> bool:
+    return len(question) > 2 * MAX_QUESTION_CHARS or len(" ".join(question.split())) > MAX_QUESTION_CHARS
 
 
 def _summary(report: BuildReport, seconds: float) -> str:

@@ -143,6 +143,7 @@ def test_long_messages_take_turns_and_never_hold_short_questions_up(tmp_path, ma
     assert entered.wait(30)
     started = time.monotonic()
     assert service.ask("What do welders earn?").citations  # a short question goes straight in
+    assert service.ask("x " * 4_100).kind == "too_long"  # one over the limit is refused at once, not queued
     assert service.ask(long + " Again.").kind == "busy"  # a second long one is asked to come back...
     assert time.monotonic() - started < 10  # ...after a short wait, not when the first one is done
     release.set()
