@@ -186,9 +186,8 @@ def _serve_previous(settings: Settings) -> AdvisorService | None:
     except AdvisorError:  # damaged in a way only opening it shows (a checksum): rebuilt first
         return None
     if p.corpus_changed:
-        parts = [f"{len(v)} {k}" for k, v in (("added", p.added), ("changed", p.changed), ("removed", p.removed)) if v]
         print(
-            f"The documents changed since the last build ({', '.join(parts)}): updating the index in the background; "
+            f"The documents changed since the last build ({p.changes()}): updating the index in the background; "
             "answers come from the previous index meanwhile.",
             flush=True,
         )

@@ -222,7 +222,7 @@ def uploads_blocked(settings: Settings, headers: Mapping[str, str] | None = None
         return f"Adding and removing documents from this page is off (ADVISOR_UPLOADS=off); {yourself}"
     if settings.auth:
         return None
-    if not _is_loopback(settings.host):
+    if not is_loopback(settings.host):
         return (
             f"Adding and removing documents from this page is off: the server listens on {settings.host} without a "
             f"login. Set ADVISOR_AUTH=user:password, or serve on 127.0.0.1 (ADVISOR_HOST); or {yourself}"
@@ -358,7 +358,8 @@ def _same_bytes(path: Path, sha256: str, size: int) -> bool:
         return False
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     host = host.strip().strip("[]").lower()
     if host in LOOPBACK_NAMES:
         return True

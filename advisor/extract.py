@@ -17,6 +17,7 @@ from advisor.load import CorpusFile, LoadError, load_document
 from advisor.types import Document
 
 MEMORY_BYTES = 2 * 2**30  # address space the worker may use: a parser that needs more gives up on that file
+OUT_OF_MEMORY = f"reading it needed more than {MEMORY_BYTES / 2**30:g} GB of memory; not read. Split it into smaller files"
 _HEADER = 8  # bytes of the length before each pickled message
 # The setting a bound's reason names, with its value: "(ADVISOR_READ_SECONDS=60)". A file skipped for a bound is not
 # read again while its bytes and that bound are unchanged (see plan.py).
@@ -53,9 +54,7 @@ class DocumentReader:
             ) from None
         except (EOFError, OSError, pickle.UnpicklingError):
             self.close()  # the worker died: out of memory, most likely
-            raise LoadError(
-                f"reading it needed more than {MEMORY_BYTES / 2**30:g} GB of memory; not read. Split it into smaller files"
-            ) from None
+            raise LoadError(OUT_OF_MEMORY) from None
         if kind == "ok":
             return value
         raise LoadError(value)
@@ -90,7 +89,7 @@ def still_over_bound(reason: str, settings: Any) -> bool:
     reason names a bound (time, memory or characters) and that bound has not been raised since."""
     found = _BOUND.search(reason)
     if not found:
-        return "GB of memory" in reason  # the memory bound is fixed
+        return reason == OUT_OF_MEMORY  # the memory bound is fixed
     name, value = found.groups()
     current = {"ADVISOR_READ_SECONDS": settings.read_seconds, "ADVISOR_MAX_CHARS": settings.max_chars}.get(name)
     return current is not None and current <= float(value)
@@ -141,10 +140,7 @@ def serve() -> None:
         except LoadError as exc:
             reply = ("error", str(exc))
         except MemoryError:
-            reply = (
-                "error",
-                f"reading it needed more than {MEMORY_BYTES / 2**30:g} GB of memory; not read. Split it into smaller files",
-            )
+            reply = ("error", OUT_OF_MEMORY)
         except RecursionError:
             reply = ("error", "nested too deeply to read; not read")
         except Exception as exc:  # one bad file must not stop the worker

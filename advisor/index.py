@@ -442,10 +442,9 @@ def index_status(settings: Settings) -> IndexStatus:
     if mismatch:
         return IndexStatus(False, f"{mismatch}; run `python -m advisor index` to rebuild", **base)
     if p.corpus_changed:
-        parts = [f"{len(v)} {k}" for k, v in (("added", p.added), ("changed", p.changed), ("removed", p.removed)) if v]
         return IndexStatus(
             False,
-            f"corpus changed since the last build ({', '.join(parts)}); run `python -m advisor index`",
+            f"corpus changed since the last build ({p.changes()}); run `python -m advisor index`",
             added=p.added,
             changed=p.changed,
             removed=p.removed,

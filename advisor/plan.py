@@ -45,6 +45,11 @@ class BuildPlan:
         """Whether documents were added, changed or removed since the manifest was written."""
         return bool(self.added or self.changed or self.removed)
 
+    def changes(self) -> str:
+        """What changed in the corpus, in words: "2 added, 1 removed" ("" when nothing did)."""
+        counts = (("added", self.added), ("changed", self.changed), ("removed", self.removed))
+        return ", ".join(f"{len(v)} {k}" for k, v in counts if v)
+
     def rebuild_all(self, reason: str) -> BuildPlan:
         """This plan as a full rebuild (re-embed every file, in the configured store) because of ``reason``."""
         return replace(self, to_load=self.files, full_rebuild=reason, move=None)

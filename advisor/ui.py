@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
-import ipaddress
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from advisor import render
 from advisor.chart import bar_charts
 from advisor.chart import figure as chart_figure
 from advisor.chat import MAX_ANSWER_CHARS, MAX_HISTORY_MESSAGES, MAX_QUESTION_CHARS, bound_history
-from advisor.documents import add_document, list_documents, remove_document, uploads_blocked
+from advisor.documents import add_document, is_loopback, list_documents, remove_document, uploads_blocked
 from advisor.errors import AdvisorError
 from advisor.feedback import record_vote
 from advisor.load import FORMATS
@@ -614,19 +613,25 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        # JSON, as Gradio's own errors are: the page shows "detail" (a message far over the 4,000-character limit
-        # is refused here, before the page's own length check can run on the server).
+        # A message far over the 4,000-character limit is refused here, before the page's own length check can run
+        # on the server.
         detail = (
             f"This request is over {self.max_bytes // 2**20} MB, the most the server reads. A message may have at most "
             f"{MAX_QUESTION_CHARS:,} characters; shorten it and send it again."
         )
-        body = json.dumps({"detail": detail, "error": detail}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 413, detail)
 
 
 class _TooLarge(Exception):
     pass
+
+
+async def _refuse(send: Any, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer an HTTP request from middleware with ``status`` and JSON as Gradio's own errors are (the page shows
+    "detail")."""
+    body = json.dumps({"detail": detail, "error": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class LoginThrottle:
@@ -657,10 +662,7 @@ class LoginThrottle:
         if len(recent) >= self.attempts:
             wait = max(1, round(self.window - (now - recent[0])))
             detail = f"Too many wrong sign-ins from this address; try again in {wait} s."
-            body = json.dumps({"detail": detail, "error": detail}).encode()
-            headers = [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode())]
-            await send({"type": "http.response.start", "status": 429, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, 429, detail, ((b"retry-after", str(wait).encode()),))
             return
 
         async def noted(message: dict[str, Any]) -> None:
@@ -675,18 +677,11 @@ class LoginThrottle:
 def _client_address(scope: dict[str, Any]) -> str:
     client = scope.get("client") or ("?", 0)
     host = str(client[0])
-    if _is_local(host):
+    if is_loopback(host):
         for name, value in scope.get("headers", []):
             if name.lower() == b"x-forwarded-for" and value.strip():
                 return value.decode("latin-1").split(",")[-1].strip()
     return host
-
-
-def _is_local(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
 
 
 class UploadGate:
@@ -702,9 +697,7 @@ class UploadGate:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             blocked = uploads_blocked(self.settings, headers)
             if blocked:
-                body = json.dumps({"detail": blocked, "error": blocked}).encode()
-                await send({"type": "http.response.start", "status": 403, "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": body})
+                await _refuse(send, 403, blocked)
                 return
         await self.app(scope, receive, send)
 
