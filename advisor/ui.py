@@ -42,9 +42,10 @@ STREAM_WORDS = 4  # words per streamed update
 # The largest request body the server reads (uploads excepted): a message is at most 4,000 characters, and the
 # largest the page itself sends, its saved chats, stays far below this. See BodyLimit.
 MAX_REQUEST_BYTES = 2**20
-# Browser and API sessions whose state Gradio keeps, the least recently used dropped first: with the body limit,
-# at most about 300 MB however many sessions are opened (each API call opens one).
-SESSIONS = 300
+# Browser and API sessions whose state Gradio keeps, the least recently used dropped first. Gradio keeps every
+# input of a session, an API call's message whole (each call opens a session): with the body limit, at most about
+# 100 MB however many are opened. 300 let 980 KB messages take the app over 1.2 GB (bench/load.py --hostile).
+SESSIONS = 100
 EXPORT_SECONDS = 3600  # how long a downloaded chat's file is kept on the server
 UPLOAD_SECONDS = 3600
 LOGIN_ATTEMPTS = 5  # wrong passwords from one address within LOGIN_WINDOW_SECONDS before it must wait

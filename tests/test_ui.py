@@ -194,3 +194,48 @@ def test_request_bodies_over_the_limit_are_refused_unread():
     assert call([], [b"x" * 60, b"x" * 60, b"x" * 60])[:2] == (413, False)  # chunked: stopped once over 100
     assert call([(b"content-length", b"abc")], [b""]) == (413, False, 0)
     assert call([(b"content-length", b"5000")], [b"x" * 5000], path="/gradio_api/upload") == (200, True, 5000)
+
+
+def test_what_api_messages_leave_in_the_server_is_bounded_by_the_sessions_it_keeps(seed_settings, monkeypatch):
+    """Gradio keeps each session's inputs (an API call's message too, whole) until the session is dropped: only
+    the SESSIONS most recently used are kept, so a flood of large messages, each in a new session, holds at most
+    SESSIONS of them (before, 300 of up to 1 MB each took the app over 1.2 GB)."""
+    import dataclasses
+    import urllib.request
+
+    import gradio as gr
+
+    from advisor import ui
+    from conftest import free_port
+
+    assert ui.SESSIONS * ui.MAX_REQUEST_BYTES <= 128 * 2**20  # what docs/operations.md promises
+    pages: list[gr.Blocks] = []
+    launch = gr.Blocks.launch
+
+    def launch_in_background(page: gr.Blocks, **options):
+        pages.append(page)
+        return launch(page, **options, prevent_thread_lock=True)
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch_in_background)
+    monkeypatch.setattr(ui, "SESSIONS", 3)
+    settings = dataclasses.replace(seed_settings, port=free_port())
+    ui.launch(AdvisorService(settings))
+    (page,) = pages
+    try:
+        message = "salary " * 10_000  # 70 KB: read, answered "too long"
+        body = json.dumps({"data": [message]}).encode()
+        for _ in range(8):
+            url = f"http://127.0.0.1:{settings.port}/gradio_api/call/chat"
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                event = json.loads(reply.read())["event_id"]
+            with urllib.request.urlopen(f"{url}/{event}", timeout=30) as reply:
+                assert b"characters long" in reply.read()
+        sessions = page.state_holder.session_data
+        held = [
+            config for state in sessions.values() for config in state.config_values.values()
+            if config.get("props", {}).get("value") == message
+        ]
+        assert len(sessions) <= 3 and 1 <= len(held) <= 3
+    finally:
+        page.close()
