@@ -37,6 +37,10 @@ import numpy as np
 SEED = 1234
 VALIDATION = ("seed-d", "w6")  # whole batches (occupations) held out for calibration and the reported metrics
 NEGATIVES = 8  # statements of the question's document paired with it besides its answers (closest first)
+# Fewer in training than in validation, so the recipe fits 90 minutes on 2 CPU cores (the cost of a step grows
+# with its pairs); validation keeps as many as the answerer hands the model, so its metrics read the same.
+TRAIN_NEGATIVES = 5
+RANDOM_NEGATIVES = {"train": 1, "validation": 2}  # random statements of its document, besides the closest
 CANDIDATES = 12  # statements the answerer hands the model (its cost grows with each); metrics use as many
 MAX_TOKENS = 128  # question and statement together: statements are short, a long question is cut from its end
 # What an answer quotes: a sentence, an FAQ answer, a list item, a table row, or a whole list or table (the
@@ -140,9 +144,9 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
                 negatives = [i for i in order if not labels[i]]
                 # The closest wrong statements are what the model must learn to refuse; a few random ones keep
                 # it sane on easy cases.
-                hard = negatives[:NEGATIVES]
-                rest = negatives[NEGATIVES:]
-                picked = positives + hard + rng.sample(rest, min(2, len(rest)))
+                closest = TRAIN_NEGATIVES if split == "train" else NEGATIVES
+                hard, rest = negatives[:closest], negatives[closest:]
+                picked = positives + hard + rng.sample(rest, min(RANDOM_NEGATIVES[split], len(rest)))
                 for i in picked:
                     pair = Pair(group, text, found[i][0], labels[i], round(float(closeness[i]), 5), answerable, split)
                     sink.write(json.dumps(asdict(pair)) + "\n")

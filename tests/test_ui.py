@@ -233,7 +233,9 @@ def test_what_api_messages_leave_in_the_server_is_bounded_by_the_sessions_it_kee
                 assert b"characters long" in reply.read()
         sessions = page.state_holder.session_data
         held = [
-            config for state in sessions.values() for config in state.config_values.values()
+            config
+            for state in sessions.values()
+            for config in state.config_values.values()
             if config.get("props", {}).get("value") == message
         ]
         assert len(sessions) <= 3 and 1 <= len(held) <= 3
