@@ -36,11 +36,11 @@ import numpy as np
 
 SEED = 1234
 VALIDATION = ("seed-d", "w6")  # whole batches (occupations) held out for calibration and the reported metrics
-NEGATIVES = 8  # statements of the question's document paired with it besides its answers (closest first)
-# Fewer in training than in validation, so the recipe fits 90 minutes on 2 CPU cores (the cost of a step grows
-# with its pairs); validation keeps as many as the answerer hands the model, so its metrics read the same.
-TRAIN_NEGATIVES = 5
-RANDOM_NEGATIVES = {"train": 1, "validation": 2}  # random statements of its document, besides the closest
+# Wrong statements of the question's document paired with it besides its answers, per split: the closest, and a
+# few random ones. Fewer in training, so the recipe fits 90 minutes on 2 CPU cores (the cost of a step grows with
+# its pairs); validation keeps as many as the answerer hands the model, so its metrics read the same.
+CLOSEST_NEGATIVES = {"train": 5, "validation": 8}
+RANDOM_NEGATIVES = {"train": 1, "validation": 2}
 CANDIDATES = 12  # statements the answerer hands the model (its cost grows with each); metrics use as many
 MAX_TOKENS = 128  # question and statement together: statements are short, a long question is cut from its end
 # What an answer quotes: a sentence, an FAQ answer, a list item, a table row, or a whole list or table (the
@@ -144,8 +144,7 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
                 negatives = [i for i in order if not labels[i]]
                 # The closest wrong statements are what the model must learn to refuse; a few random ones keep
                 # it sane on easy cases.
-                closest = TRAIN_NEGATIVES if split == "train" else NEGATIVES
-                hard, rest = negatives[:closest], negatives[closest:]
+                hard, rest = negatives[: CLOSEST_NEGATIVES[split]], negatives[CLOSEST_NEGATIVES[split] :]
                 picked = positives + hard + rng.sample(rest, min(RANDOM_NEGATIVES[split], len(rest)))
                 for i in picked:
                     pair = Pair(group, text, found[i][0], labels[i], round(float(closeness[i]), 5), answerable, split)
