@@ -144,16 +144,18 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
     rss = _RSS(server[0].pid)
     phases: dict[str, dict] = {}
     extra: dict[str, dict] = {}
+    paired: dict[str, str] = {}  # crowd -> the minute alone it is compared with
     try:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
+            alone = ""  # the last minute of normal users alone: the next crowd is compared with it
             for phase, kind in PHASES:
-                if kind:
-                    # Normal users alone again just before each crowd: p95 drifts by ±25% between runs on a
-                    # shared 2-core machine (and as the server's state grows), so each crowd is compared with
-                    # the minute before it, not with the first one.
-                    phases[f"alone_before_{phase}"] = _summarize(
-                        _run(server[1], questions, users, seconds, THINK), users, seconds
-                    )
+                if kind and not alone:
+                    # Normal users alone again before each crowd that follows another: p95 drifts by ±25%
+                    # between minutes on a shared 2-core machine (and as the server's state grows), so each
+                    # crowd is compared with the minute just before it, not with the first one.
+                    alone = f"alone_before_{phase}"
+                    rss.phase(alone)
+                    phases[alone] = _summarize(_run(server[1], questions, users, seconds, THINK), users, seconds)
                 rss.phase(phase)
                 crowd = None
                 if kind:
@@ -165,6 +167,9 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
                     extra[phase] = _summarize(outcomes, EXTRA_USERS, seconds)
                     extra[phase]["refused"] = sum(1 for o, _ in outcomes if o == "refused")
                     extra[phase]["longest_s"] = round(max((t for _, t in outcomes), default=0.0), 1)
+                    paired[phase], alone = alone, ""
+                else:
+                    alone = phase
     finally:
         rss.stop()
         stop_app(server[0])
@@ -174,10 +179,8 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
         "normal_users": users,
         "think_seconds": THINK,
         **{f"normal_{name}": phase for name, phase in phases.items()},
-        # Each crowd against normal users alone in the minute just before it.
-        "p95_change_percent": {
-            f"{name}_vs_alone": _change(p95[name], p95[f"alone_before_{name}"]) for name, kind in PHASES if kind
-        },
+        "alone_before": paired,
+        "p95_change_percent": {f"{name}_vs_alone": _change(p95[name], p95[before]) for name, before in paired.items()},
         "extra_users": extra,
         "bloat_message_mb": round(len(BLOAT) / 2**20, 1),
         "rss_max_mb": rss.peaks,
@@ -214,7 +217,7 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
     ]
     for label, name in rows:
         phase, rss = summary[f"normal_{name}"], summary["rss_max_mb"].get(name, "?")
-        before = summary.get(f"normal_alone_before_{name}")
+        before = summary[f"normal_{summary['alone_before'][name]}"] if name in summary["alone_before"] else None
         paired = f"{before['p95_ms']:.0f} ms | {change[f'{name}_vs_alone']:+.1f}%" if before else "— | —"
         lines.append(
             f"| {label} | {phase['answered']} | {phase['errors']} | {phase['p50_ms']:.0f} ms | {phase['p95_ms']:.0f} ms "
@@ -228,8 +231,8 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
         f'("too long"), {under["errors"]} errors.',
         "",
         "p95 change: normal users' p95 beside each crowd against their p95 alone in the minute just before it; "
-        "alone, p95 drifts by up to ±25% from run to run on this shared machine, so each crowd is paired with its "
-        "own minute alone.",
+        "alone, p95 drifts by up to ±25% from minute to minute on this shared machine, so each crowd is paired with "
+        "a minute alone.",
         "",
         f"The floods: {flood['answered']} of {flood['requests']} answered, the longest in {flood['longest_s']:g} s. "
         f"The long words: {long_word['answered']} of {long_word['requests']} answered, the longest in "
