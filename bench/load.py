@@ -2,13 +2,13 @@
 
     python bench/load.py                      # 30 users for 60 s against its own app on a free port
     python bench/load.py --users 5 --seconds 10 --url http://127.0.0.1:7860/
-    python bench/load.py --hostile --users 10 --seconds 60   # normal users alone, then beside the hostile mix
+    python bench/load.py --hostile --users 10 --seconds 80   # normal users alone and beside the hostile mix, in turn
 
 --hostile serves a corpus holding a named pipe, a symlink loop and a file name that is not UTF-8, and measures
 normal users alone, beside as many more benign users, beside attackers that send a 10 MB message over and over,
 beside attackers whose messages are just under the body limit, beside floods of random words, beside one
 3,990-letter word sent over and over, and while the index is rebuilt with a 19 MB page of unclosed tags (each
-crowd after a minute of normal users alone, which it is compared with); then,
+crowd in four short blocks interleaved with four of the normal users alone, which it is compared with); then,
 in a second app whose LLM server sends keep-alives and never an answer, how long an answer can be held. The
 app's RSS is sampled throughout. Traffic goes to 127.0.0.1 only. Writes bench/results/load.json (with
 --hostile: docs/results/bench-hostile.json and .md, which docs/operations.md includes).
@@ -113,8 +113,8 @@ def stop_app(process: subprocess.Popen) -> None:
 EXTRA_USERS = 4  # benign users, then attackers, beside the normal users
 BLOAT = "salary " * 1_500_000  # 10.5 MB: the message each attacker sends
 UNDER_LIMIT = "salary " * 140_000  # 980 KB: read by the app (its body limit is 1 MB), then refused as too long
+ROUNDS = 4  # blocks of each crowd, interleaved with as many of the normal users alone
 PHASES = (
-    ("alone", ""),
     ("beside_benign", "benign"),
     ("beside_attackers", "bloat"),
     ("beside_attackers_under_limit", "under-limit"),
@@ -131,8 +131,9 @@ LLM_TIMEOUT = 3.0
 
 def _hostile(questions: list, users: int, seconds: float) -> dict:
     """On a corpus with a pipe, a symlink loop and a non-UTF-8 name: normal users alone, beside as many more benign
-    users, and beside as many attackers sending 10 MB messages; then a slow LLM. Extra users run in their own
-    process, so the measuring one is not slowed by encoding their 10 MB."""
+    users, and beside each kind of attacker; then a slow LLM. Each crowd is measured in ``ROUNDS`` short blocks
+    interleaved with as many blocks of the normal users alone (``seconds`` each in all), and compared with them.
+    Extra users run in their own process, so the measuring one is not slowed by encoding their 10 MB."""
     work = Path(tempfile.mkdtemp(prefix="advisor-hostile-"))
     corpus = work / "corpus"
     shutil.copytree(ROOT / "corpus", corpus)
@@ -142,50 +143,69 @@ def _hostile(questions: list, users: int, seconds: float) -> dict:
         handle.write(b"a name that is not UTF-8")
     server = start_app(str(work / "index"), extra=("--corpus", str(corpus)))
     rss = _RSS(server[0].pid)
-    phases: dict[str, dict] = {}
-    extra: dict[str, dict] = {}
-    paired: dict[str, str] = {}  # crowd -> the minute alone it is compared with
+    block = seconds / ROUNDS
+    outcomes: dict[str, list[tuple[str, float]]] = {}
+    blocks_p95: dict[str, dict[str, list[float]]] = {}
+    extra: dict[str, list[tuple[str, float]]] = {}
     try:
+        _run(server[1], questions, users, block, THINK)  # warm-up, not counted: the first answers are slower
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            alone = ""  # the last minute of normal users alone: the next crowd is compared with it
             for phase, kind in PHASES:
-                if kind and not alone:
-                    # Normal users alone again before each crowd that follows another: p95 drifts by ±25%
-                    # between minutes on a shared 2-core machine (and as the server's state grows), so each
-                    # crowd is compared with the minute just before it, not with the first one.
-                    alone = f"alone_before_{phase}"
-                    rss.phase(alone)
-                    phases[alone] = _summarize(_run(server[1], questions, users, seconds, THINK), users, seconds)
-                rss.phase(phase)
-                crowd = None
-                if kind:
-                    where = (str(corpus), str(work / "index"))
-                    crowd = pool.apply_async(_crowd, (server[1], kind, questions, EXTRA_USERS, seconds, where))
-                phases[phase] = _summarize(_run(server[1], questions, users, seconds, THINK), users, seconds)
-                if crowd is not None:
-                    outcomes = crowd.get()
-                    extra[phase] = _summarize(outcomes, EXTRA_USERS, seconds)
-                    extra[phase]["refused"] = sum(1 for o, _ in outcomes if o == "refused")
-                    extra[phase]["longest_s"] = round(max((t for _, t in outcomes), default=0.0), 1)
-                    paired[phase], alone = alone, ""
-                else:
-                    alone = phase
+                # Alone, p95 drifts by ±25% from minute to minute on a shared 2-core machine (and as the server's
+                # state grows), more than the bound being checked; short blocks in the order alone, crowd, crowd,
+                # alone, ... put both under the same drift, so the pooled comparison resolves it.
+                blocks_p95[phase] = {"alone": [], "beside": []}
+                for n in range(ROUNDS):
+                    for beside in (False, True) if n % 2 == 0 else (True, False):
+                        name = phase if beside else f"alone_with_{phase}"
+                        rss.phase(name)
+                        crowd = None
+                        if beside:
+                            where = (str(corpus), str(work / "index"))
+                            # 2 s longer than the block: the normal users' clients take about that to connect
+                            crowd = pool.apply_async(_crowd, (server[1], kind, questions, EXTRA_USERS, block + 2, where))
+                        result = _run(server[1], questions, users, block, THINK)
+                        outcomes.setdefault(name, []).extend(result)
+                        blocks_p95[phase]["beside" if beside else "alone"].append(_summarize(result, users, block)["p95_ms"])
+                        if crowd is not None:
+                            extra.setdefault(phase, []).extend(crowd.get())
+                            _settle(server[1], questions)
     finally:
         rss.stop()
         stop_app(server[0])
     slow = _slow_llm(work, corpus, questions, users, seconds)
-    p95 = {name: phase["p95_ms"] for name, phase in phases.items()}
+    phases = {name: _summarize(result, users, seconds) for name, result in outcomes.items()}
+    every_alone = [o for name, result in outcomes.items() if name.startswith("alone") for o in result]
+    phases["alone"] = _summarize(every_alone, users, seconds * len(PHASES))
+    crowds = {}
+    for phase, result in extra.items():
+        crowds[phase] = _summarize(result, EXTRA_USERS, seconds)
+        crowds[phase]["refused"] = sum(1 for o, _ in result if o == "refused")
+        crowds[phase]["longest_s"] = round(max((t for _, t in result), default=0.0), 1)
     return {
         "normal_users": users,
         "think_seconds": THINK,
+        "rounds": ROUNDS,
+        "block_seconds": block,
         **{f"normal_{name}": phase for name, phase in phases.items()},
-        "alone_before": paired,
-        "p95_change_percent": {f"{name}_vs_alone": _change(p95[name], p95[before]) for name, before in paired.items()},
-        "extra_users": extra,
+        "p95_change_percent": {
+            f"{phase}_vs_alone": _change(phases[phase]["p95_ms"], phases[f"alone_with_{phase}"]["p95_ms"]) for phase, _ in PHASES
+        },
+        "p95_by_block_ms": blocks_p95,
+        "extra_users": crowds,
         "bloat_message_mb": round(len(BLOAT) / 2**20, 1),
         "rss_max_mb": rss.peaks,
         "slow_llm": slow,
     }
+
+
+def _settle(url: str, questions: list) -> None:
+    """Let the app take in what the last crowd left before normal users are measured alone again: an index the
+    crowd rebuilt on disk is swapped in by the first question asked a second after it (service.CHECK_SECONDS)."""
+    from gradio_client import Client
+
+    time.sleep(1.5)
+    Client(url, verbose=False).predict(questions[0][0], api_name="/chat")
 
 
 def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
@@ -212,13 +232,19 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
         f"by `python bench/load.py {flags}`. Every user waits {summary['think_seconds']:g} s after each answer; the "
         "corpus holds a named pipe, a symlink loop and a file name that is not UTF-8.",
         "",
-        "| normal users' answers | answered | errors | p50 | p95 | p95 alone just before | change | max | app RSS, max |",
+        "| normal users' answers | answered | errors | p50 | p95 | p95 alone, interleaved | change | max | app RSS, max |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    peaks = summary["rss_max_mb"]
     for label, name in rows:
-        phase, rss = summary[f"normal_{name}"], summary["rss_max_mb"].get(name, "?")
-        before = summary[f"normal_{summary['alone_before'][name]}"] if name in summary["alone_before"] else None
-        paired = f"{before['p95_ms']:.0f} ms | {change[f'{name}_vs_alone']:+.1f}%" if before else "— | —"
+        phase = summary[f"normal_{name}"]
+        if name == "alone":
+            rss = max((mb for block, mb in peaks.items() if block.startswith("alone")), default="?")
+            paired = "— | —"
+        else:
+            rss = peaks.get(name, "?")
+            alone = summary[f"normal_alone_with_{name}"]["p95_ms"]
+            paired = f"{alone:.0f} ms | {change[f'{name}_vs_alone']:+.1f}%"
         lines.append(
             f"| {label} | {phase['answered']} | {phase['errors']} | {phase['p50_ms']:.0f} ms | {phase['p95_ms']:.0f} ms "
             f"| {paired} | {phase['max_ms']:.0f} ms | {rss} MB |"
@@ -230,9 +256,17 @@ def hostile_markdown(summary: dict, argv: list[str] | None) -> str:
         f"requests of {len(UNDER_LIMIT) / 1e3:.0f} KB, each in a new session: {under['answered']} answered "
         f'("too long"), {under["errors"]} errors.',
         "",
-        "p95 change: normal users' p95 beside each crowd against their p95 alone in the minute just before it; "
-        "alone, p95 drifts by up to ±25% from minute to minute on this shared machine, so each crowd is paired with "
-        "a minute alone.",
+        f"p95 change: normal users' p95 beside each crowd against their p95 alone, each measured in "
+        f"{summary['rounds']} blocks of {summary['block_seconds']:g} s taken in turn (alone, crowd, crowd, alone, …) "
+        "and pooled: alone, p95 drifts by up to ±25% from minute to minute on this shared machine, and blocks taken "
+        "in turn put both under the same drift. The first row pools every block alone. p95 of each block, alone "
+        "→ beside: "
+        + "; ".join(
+            f"{name.removeprefix('beside_').replace('_', ' ')} "
+            + ", ".join(f"{a:.0f}→{b:.0f}" for a, b in zip(blocks["alone"], blocks["beside"]))
+            for name, blocks in summary["p95_by_block_ms"].items()
+        )
+        + " ms.",
         "",
         f"The floods: {flood['answered']} of {flood['requests']} answered, the longest in {flood['longest_s']:g} s. "
         f"The long words: {long_word['answered']} of {long_word['requests']} answered, the longest in "
