@@ -23,6 +23,7 @@ from advisor.answer import (
     operators,
     rank_statements,
 )
+from advisor.claims import check_reply, claims_of
 from advisor.config import Settings
 from advisor.facets import Facet, facets, named, statement_words
 from advisor.lexical import terms
@@ -59,6 +60,8 @@ FIGURE_UNDER_OWN_ANSWER = 0.7
 FOUND = 0.5  # share of the question's weighted words the best statement and its heading must contain
 MISSING = 0.25  # share of the question left uncovered by the answer that earns a "not covered" note
 QUOTED_POOL = 30  # passages searched for those the previous answer quoted
+RESTATED_WORDS = 40  # an LLM's restatement of a follow-up longer than this is an answer, not a question
+UNCHECKED = "(The language model's wording could not be checked against the documents, so this answer quotes them.)"
 
 # A yes/no question opens with an auxiliary verb ("Is the pay good?", "Does it pay?").
 _YES_NO = re.compile(r"^\W*(is|are|was|were|am|do|does|did|can|could|will|would|should|has|have|had)\b", re.IGNORECASE)
@@ -192,28 +195,26 @@ class Advisor:
             return
         _, rest = small_talk(question)
         questions, background = split_message(rest)
-        # One time limit for everything an LLM does for this message: restating a follow-up and writing the answer.
-        deadline = time.monotonic() + self.settings.llm_timeout
         if len(questions) > 1:
             questions = questions[:MAX_QUESTIONS]
-            yield _merge(
-                [
-                    (q, self._answer(q, _leaning(history, q, questions[:i]), background, deadline)[0])
-                    for i, q in enumerate(questions)
-                ]
-            )
+            parts = [(q, self._answer(q, _leaning(history, q, questions[:i]), background)[0]) for i, q in enumerate(questions)]
+            yield _merge(parts)
             return
-        composed, query, hits = self._answer(questions[0], history, background, deadline)
+        # The documents' own answer never depends on the LLM: it is what the reply falls back to.
+        composed, query, hits = self._answer(questions[0], history, background)
         if self.llm is None or not composed.grounded:
             yield composed
-        else:
-            yield from self._written(query.question, history, hits, composed, stream, deadline)
+            return
+        # One time limit for everything an LLM does for this message: restating a follow-up and writing the answer.
+        deadline = time.monotonic() + self.settings.llm_timeout
+        restated = self._restated(questions[0], history, query, deadline)
+        if restated is not None:
+            query, hits = restated, self.retriever.search(restated, max(self.settings.top_k, PASSAGES))
+        yield from self._written(query.question, history, hits, composed, stream, deadline)
 
-    def _answer(
-        self, question: str, history: Sequence[dict[str, Any]], background: str, deadline: float | None = None
-    ) -> tuple[Answer, Query, list[Hit]]:
+    def _answer(self, question: str, history: Sequence[dict[str, Any]], background: str) -> tuple[Answer, Query, list[Hit]]:
         """The composed (no-LLM) answer to one question, the query it was read as, and the passages found."""
-        query = self._query(question, history, background, deadline)
+        query = self._query(question, history, background)
         hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
         if not hits:
             return self.decline(query), query, hits
@@ -330,26 +331,41 @@ class Advisor:
                     left += (f.typed,)
         return left
 
-    def _query(
-        self, question: str, history: Sequence[dict[str, Any]], background: str = "", deadline: float | None = None
-    ) -> Query:
+    def _query(self, question: str, history: Sequence[dict[str, Any]], background: str = "") -> Query:
         query = self.retriever.query(question, history)
         if background:
             weights = dict(query.weights)
             for term in terms(self.retriever.speller(background)[0]):
                 weights.setdefault(term, BACKGROUND_WEIGHT)
             query = replace(query, weights=weights)
-        if query.followup and self.llm is not None:
-            # The LLM may restate a follow-up as a standalone question; on any failure the blended query stays.
-            try:
-                standalone = self.llm.complete(condense_messages(question, history), max_tokens=80, deadline=deadline).strip()
-            except LLMError as exc:
-                log.info("The LLM did not restate the follow-up (%s); searching with the blended question", exc)
-                return query
-            standalone = standalone.splitlines()[0][:300] if standalone else ""
-            if standalone:
-                return self.retriever.query(standalone)
         return query
+
+    def _restated(self, question: str, history: Sequence[dict[str, Any]], query: Query, deadline: float) -> Query | None:
+        """A follow-up restated by the LLM as one standalone question, to find the passages it writes from; None
+        when it isn't a follow-up, the LLM fails, or the restatement doesn't read as this follow-up asked again:
+        one short question holding every word of the follow-up's own and one of the question it continues (a
+        model may answer instead of restating, or drop the new words: "The most in-demand languages are:")."""
+        if not query.followup:
+            return None
+        try:
+            standalone = self.llm.complete(condense_messages(question, history), max_tokens=80, deadline=deadline)  # type: ignore[union-attr]
+        except LLMError as exc:
+            log.info("The LLM did not restate the follow-up (%s); searching with the blended question", exc)
+            return None
+        standalone = " ".join(standalone.split())
+        own, said = set(terms(question)), set(terms(standalone))
+        earlier = set(terms(query.text)) - own
+        if (
+            not standalone.endswith("?")
+            or standalone.count("?") > 1
+            or len(standalone.split()) > RESTATED_WORDS
+            or re.search(r"\[\d+\]", standalone)
+            or not own <= said
+            or (earlier and not earlier & said)
+        ):
+            log.info("Kept the blended question: the LLM's restatement %r does not ask the follow-up again", standalone[:120])
+            return None
+        return self.retriever.query(standalone)
 
     def _cited_before(self, query: Query, hits: Sequence[Hit]) -> list[Hit]:
         """In a follow-up, the passages the previous answer quoted ("which of those …" points into them)."""
@@ -495,30 +511,60 @@ class Advisor:
         stream: bool,
         deadline: float | None = None,
     ) -> Iterator[Answer]:
+        """The LLM's answer, keeping only the sentences the passages they cite support (see claims.py); the
+        documents' own answer, with a note, when what is left does not answer as it does."""
         given = list(hits[:LLM_PASSAGES])
+        texts = [h.chunk.text for h in given]
         messages = answer_messages(question, history, given)
-        text = ""
+        text = shown = ""
         try:
             if stream:
                 for piece in self.llm.stream(messages, deadline=deadline):  # type: ignore[union-attr]
                     text += piece
-                    yield Answer(check(text, len(given)).text, kind="partial", hits=tuple(hits))
+                    # Only sentences already finished and checked go on screen, so nothing shown is taken back
+                    # as unsupported; the last one may still be growing.
+                    lines = claims_of(check(text, len(given)).text)
+                    finished = "\n".join(" ".join(line) for line in [*lines[:-1], lines[-1][:-1]] if line) if lines else ""
+                    kept = check_reply(finished, texts)[0] if finished else ""
+                    if kept and kept != shown:
+                        shown = kept
+                        yield Answer(_renumbered(kept, given)[0], kind="partial", hits=tuple(hits))
             else:
                 text = self.llm.complete(messages, deadline=deadline)  # type: ignore[union-attr]
         except LLMError as exc:
             note = f"(The language model did not answer: {exc}. This answer quotes the documents instead.)"
             yield replace(composed, text=f"{note}\n{composed.text}", note=note)
             return
-        checked = check(text, len(given))
-        if not checked.cited:
-            note = "(Unsupported: this answer cites none of the documents' passages, so nothing here shows it is backed by them.)"
-            yield Answer(f"{checked.text}\n{note}", kind="unsupported", hits=tuple(hits), note=note)
+        kept, judged = check_reply(check(text, len(given)).text, texts)
+        dropped = [c for c in judged if not c.supported]
+        if dropped:
+            reasons = "; ".join(c.why for c in dropped)
+            log.info("Removed %d of %d sentences of the LLM's answer: %s", len(dropped), len(judged), reasons)
+        if not self._answers_as_composed(kept, given, composed, question):
+            note = UNCHECKED
+            yield replace(composed, text=f"{note}\n{composed.text}", note=note)
             return
-        # Number the cited passages 1..k in order of first use, so [n] is always sources[n-1].
-        number = {old: new for new, old in enumerate(checked.cited, start=1)}
-        final = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", checked.text)
-        citations = tuple(Citation(number[old], given[old - 1], ()) for old in checked.cited)
+        final, citations = _renumbered(kept, given)
         yield Answer(final, citations, kind="answer", hits=tuple(hits))
+
+    @staticmethod
+    def _answers_as_composed(kept: str, given: list[Hit], composed: Answer, question: str) -> bool:
+        """Whether the checked LLM text answers where the documents' own answer does: it cites a passage that
+        answer cites, and gives a figure when the question asks for one and that answer has one."""
+        cited = {given[int(n) - 1].chunk.id for n in re.findall(r"\[(\d+)\]", kept)}
+        if not cited & {c.chunk.id for c in composed.citations}:
+            return False
+        wants_figure = asks_quantity(question) or (asks_amount(question) and not _YES_NO.match(question))
+        return not (wants_figure and re.search(r"\d", composed.text) and not re.search(r"\d", re.sub(r"\[\d+\]", "", kept)))
+
+
+def _renumbered(text: str, given: list[Hit]) -> tuple[str, tuple[Citation, ...]]:
+    """``text`` with its cited passages numbered 1..k in order of first use, so [n] is always sources[n-1] (the
+    same numbers while it streams as at its end), and those citations."""
+    cited = list(dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", text)))
+    number = {old: new for new, old in enumerate(cited, start=1)}
+    renumbered = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", text)
+    return renumbered, tuple(Citation(number[old], given[old - 1], ()) for old in cited)
 
 
 class _Share:

@@ -302,7 +302,7 @@ def _ask(settings: Settings, question: str | None) -> int:
     _ready(settings)
     streamed, answer = "", None
     for answer in Advisor(settings).ask_stream(question):
-        if answer.kind == "partial":  # an LLM writing: print its tokens as they come
+        if answer.kind == "partial":  # an LLM writing: print its sentences as each passes the check
             print(answer.text[len(streamed) :] if answer.text.startswith(streamed) else f"\n{answer.text}", end="", flush=True)
             streamed = answer.text
     assert answer is not None

@@ -50,6 +50,9 @@ _DEFINITION = re.compile(
 )
 # URLs that run code or carry a document, wherever they stand (a link target the patterns above miss, bare text).
 _SCRIPT_URL = re.compile(r"(?<![\w+.-])(?:javascript|vbscript|data)[ \t]*:(?=\S)\S*", re.I)
+# The app's notes on an answer, each a line of its own: "(The language model did not answer: …)", and "My
+# documents don't say this about …; here is what they do say:"; escaped as the chat shows them or not.
+_NOTE = re.compile(r"^[ \t]*(?:\\?\(.*\\?\)|My documents don't say .*; here is what they do say:)[ \t]*$\n?", re.M)
 _ROUNDS = 8  # clean-up passes before text that keeps changing (nested tricks) is given up
 
 
@@ -149,7 +152,7 @@ def answer_messages(question: str, history: Sequence[dict[str, Any]], hits: Sequ
     messages = [{"role": "system", "content": SYSTEM}]
     for message in list(history)[-HISTORY_TURNS:]:
         if message.get("role") in ("user", "assistant"):
-            messages.append({"role": message["role"], "content": message_text(message.get("content"))})
+            messages.append({"role": message["role"], "content": as_said(message_text(message.get("content")))})
     passages = "\n\n".join(
         f'<passage n="{n}" source="{_attribute(h.chunk.source)}" section="{_attribute(h.chunk.section)}">\n'
         f"{_data(h.chunk.text)}\n</passage>"
@@ -161,9 +164,15 @@ def answer_messages(question: str, history: Sequence[dict[str, Any]], hits: Sequ
     return messages
 
 
+def as_said(text: str) -> str:
+    """A message as the user or the checked answer said it, for the model: without the app's notes (a model
+    copies them into its own answer), citation markers (they number other passages) or markup."""
+    return check(re.sub(r"\*\*|__|`", "", _NOTE.sub("", text)), 0).text
+
+
 def condense_messages(question: str, history: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """Ask the model for a standalone version of a follow-up question."""
-    turns = "\n".join(f"{m.get('role')}: {message_text(m.get('content'))}" for m in list(history)[-HISTORY_TURNS:])
+    turns = "\n".join(f"{m.get('role')}: {as_said(message_text(m.get('content')))}" for m in list(history)[-HISTORY_TURNS:])
     return [
         {"role": "system", "content": CONDENSE},
         {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question}"},

@@ -101,10 +101,10 @@ class Answer:
 
     text: str
     citations: tuple[Citation, ...] = ()
-    # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long" | "busy" | "unsupported" | "partial" | "error"
+    # "answer" | "out_of_scope" | "chitchat" | "empty" | "too_long" | "busy" | "partial" | "error"
     kind: str = "answer"
     hits: tuple[Hit, ...] = ()  # everything retrieved, best first (for evaluation and debugging)
-    note: str = ""  # a remark about how the answer was made (an LLM fallback, an unsupported answer)
+    note: str = ""  # a remark about how the answer was made (an LLM fallback, a hedge on what is not covered)
     suggestions: tuple[str, ...] = ()  # questions the documents answer, listed in the text ("- …" lines) to ask next
 
     @property

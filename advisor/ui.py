@@ -188,7 +188,7 @@ class ChatUI:
         answer, streamed = Answer(""), False
         try:
             for answer in self.service.ask_stream(message_text(message), _as_said(history)):
-                if answer.kind == "partial":  # an LLM writing: its tokens as they come
+                if answer.kind == "partial":  # an LLM writing: its sentences as each passes the check
                     streamed = True
                     yield answer.text if api else render.answer_markdown(answer.text, links=False)
         except AdvisorError as exc:  # e.g. the Milvus server is down: say so in the chat, keep the page working

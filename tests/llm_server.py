@@ -18,20 +18,37 @@ DRIP_SECONDS = 0.3  # between the keep-alives or tokens of the servers that neve
 ENDLESS = ("keep-alive", "trickle", "hang")
 
 
+# What a small real model (SmolLM2-135M) was seen to do, replayed: restate a follow-up as the start of an answer.
+RESTATED_AS_ANSWER = "The most in-demand programming languages for machine learning engineers are:"
+
+
 def reply_text(model: str, messages: list[dict]) -> str:
     if messages[0]["content"].startswith("Rewrite"):
-        return CONDENSED
+        return RESTATED_AS_ANSWER if model == "restates-an-answer" else CONDENSED
     passages = dict(re.findall(r'<passage n="(\d+)"[^>]*>\n(.*?)\n</passage>', messages[-1]["content"], flags=re.S))
     line = lambda n: passages[n].strip().splitlines()[-1][:160]  # noqa: E731
+    asked = set(re.findall(r"\w+", messages[-1]["content"].rpartition("Question:")[2].lower()))
+
+    def fact(n: str) -> str:
+        """The line of passage n with a figure that shares the most words with the question (a table row)."""
+        rows = [row for row in passages[n].splitlines() if re.search(r"[$%]", row)] or [line(n)]
+        return max(rows, key=lambda row: len(asked & set(re.findall(r"\w+", row.lower())))).strip()
+
     return {
-        "good": f"According to the documents, {line('1')} [1].",
-        "second": f"The second passage says: {line('2')} [2].",
+        "good": f"According to the documents, {fact('1')} [1].",
+        "second": f"{fact('2')} [2]. {fact('1')} [1].",
         "bad-cite": f"The documents say {line('1')} [1], and also something else [9].",
         "no-cite": "Machine learning engineers earn a lot of money everywhere.",
-        "unsafe": "<script>alert(1)</script>Look ![x](http://remote.invalid/a.png) at [this](javascript:alert(2)) [1].",
-        "nested": "Pay <<script>script>alert(1)<</script>/script> <<img src=x>img onerror=alert(1)> is high [1].\n"
+        "two": f"{fact('1')} [1]. {fact('2')} [2].",
+        # A real model's failures: a figure the cited passage doesn't give, with a valid marker; one sentence right
+        # and one invented; the app's own note copied from the history.
+        "wrong-figure": "Mid-level machine learning engineers earn $340,000 a year [1].",
+        "one-wrong": f"{fact('1')} [1]. About 25% of machine learning engineers hold a PhD [1].",
+        "copies-note": f"(Unsupported: this answer cites none of the documents' passages.)\n{fact('1')} [1].",
+        "unsafe": f"<script>alert(1)</script>{fact('1')} ![x](http://remote.invalid/a.png) [this](javascript:alert(2)) [1].",
+        "nested": f"{fact('1')} <<script>script>alert(1)<</script>/script> <<img src=x>img onerror=alert(1)> [1].\n"
         "[7]: javascript:alert(1)\nSee <javascript:alert(3)>.",
-    }.get(model, f"According to the documents, {line('1')} [1].")
+    }.get(model, f"According to the documents, {fact('1')} [1].")
 
 
 class _Handler(BaseHTTPRequestHandler):
