@@ -516,7 +516,7 @@ class Advisor:
         given = list(hits[:LLM_PASSAGES])
         texts = [h.chunk.text for h in given]
         messages = answer_messages(question, history, given)
-        text = shown = ""
+        text = shown = checked = ""
         try:
             if stream:
                 for piece in self.llm.stream(messages, deadline=deadline):  # type: ignore[union-attr]
@@ -525,6 +525,9 @@ class Advisor:
                     # as unsupported; the last one may still be growing.
                     lines = claims_of(check(text, len(given)).text)
                     finished = "\n".join(" ".join(line) for line in [*lines[:-1], lines[-1][:-1]] if line) if lines else ""
+                    if finished == checked:
+                        continue  # no sentence finished with this token: nothing new to check (stemming is the cost)
+                    checked = finished
                     kept = check_reply(finished, texts)[0] if finished else ""
                     if kept and kept != shown:
                         shown = kept
