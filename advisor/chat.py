@@ -32,7 +32,7 @@ from advisor.query import Query, content_words, lexicon_terms, message_text, val
 from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
 from advisor.statements import Unit, clean
-from advisor.types import Answer, Chunk, Citation, Hit
+from advisor.types import MARKER, Answer, Chunk, Citation, Hit
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ class Advisor:
             not standalone.endswith("?")
             or standalone.count("?") > 1
             or len(standalone.split()) > RESTATED_WORDS
-            or re.search(r"\[\d+\]", standalone)
+            or MARKER.search(standalone)
             or not own <= said
             or (earlier and not earlier & said)
         ):
@@ -371,7 +371,7 @@ class Advisor:
         """In a follow-up, the passages the previous answer quoted ("which of those …" points into them)."""
         if not query.followup or not query.previous_answer:
             return []
-        said = _shingles(re.sub(r"\[\d+\]", " ", query.previous_answer))
+        said = _shingles(MARKER.sub(" ", query.previous_answer))
         if not said:
             return []
         # The passages it quoted are among those whose words best match it: look only at those (BM25 on the
@@ -554,19 +554,19 @@ class Advisor:
     def _answers_as_composed(kept: str, given: list[Hit], composed: Answer, question: str) -> bool:
         """Whether the checked LLM text answers where the documents' own answer does: it cites a passage that
         answer cites, and gives a figure when the question asks for one and that answer has one."""
-        cited = {given[int(n) - 1].chunk.id for n in re.findall(r"\[(\d+)\]", kept)}
+        cited = {given[int(n) - 1].chunk.id for n in MARKER.findall(kept)}
         if not cited & {c.chunk.id for c in composed.citations}:
             return False
         wants_figure = asks_quantity(question) or (asks_amount(question) and not _YES_NO.match(question))
-        return not (wants_figure and re.search(r"\d", composed.text) and not re.search(r"\d", re.sub(r"\[\d+\]", "", kept)))
+        return not (wants_figure and re.search(r"\d", composed.text) and not re.search(r"\d", MARKER.sub("", kept)))
 
 
 def _renumbered(text: str, given: list[Hit]) -> tuple[str, tuple[Citation, ...]]:
     """``text`` with its cited passages numbered 1..k in order of first use, so [n] is always sources[n-1] (the
     same numbers while it streams as at its end), and those citations."""
-    cited = list(dict.fromkeys(int(n) for n in re.findall(r"\[(\d+)\]", text)))
+    cited = list(dict.fromkeys(int(n) for n in MARKER.findall(text)))
     number = {old: new for new, old in enumerate(cited, start=1)}
-    renumbered = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", text)
+    renumbered = MARKER.sub(lambda m: f"[{number[int(m.group(1))]}]", text)
     return renumbered, tuple(Citation(number[old], given[old - 1], ()) for old in cited)
 
 
@@ -651,9 +651,7 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
                 i = n - 1
                 citations[i] = Citation(n, citations[i].hit, tuple(dict.fromkeys(citations[i].quotes + c.quotes)))
             renumber[c.n] = number[c.chunk.id]
-        text = re.sub(
-            r"\[(\d+)\]", lambda m, renumber=renumber: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text
-        )
+        text = MARKER.sub(lambda m, renumber=renumber: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text)
         if answer.kind == "out_of_scope":
             text = text.split(" They are about:")[0]  # one list of what the documents cover is enough, below
         pieces.append(f"**{question}**\n{text}")

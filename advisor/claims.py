@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from advisor.lexical import terms
 from advisor.statements import sentences
+from advisor.types import MARKER
 
 # Share of a sentence's content words its cited passages must contain: strict on purpose, since a sentence that
 # fails is removed and the reply can fall back to the documents' own answer, while one that passes is shown as
 # theirs. (Issue 26 asks for the answer model's judgement here once it lands; until then, this lexical check.)
 SUPPORT = 0.6
 
-_MARKER = re.compile(r"\[(\d+)\]")
 _FIGURE = re.compile(
     r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(%|percent\b|k\b|thousand\b|million\b|billion\b|bn\b)?",
     re.IGNORECASE,
@@ -62,16 +63,14 @@ def claims_of(text: str) -> list[list[str]]:
 
 def check_claim(claim: str, passages: Sequence[str]) -> Claim:
     """``claim`` judged against the texts of the passages it may cite (``passages[n - 1]`` is passage n)."""
-    cited = tuple(dict.fromkeys(int(n) for n in _MARKER.findall(claim) if 1 <= int(n) <= len(passages)))
-    said = _MARKER.sub("", claim)
+    cited = tuple(dict.fromkeys(int(n) for n in MARKER.findall(claim) if 1 <= int(n) <= len(passages)))
+    said = MARKER.sub("", claim)
     if not cited:
         return Claim(claim, (), "cites no passage")
-    source = "\n".join(passages[n - 1] for n in cited)
-    have = _figures(source)
+    have, stems = _read("\n".join(passages[n - 1] for n in cited))
     for figure, typed in _figures_typed(said):
         if figure not in have:
             return Claim(claim, cited, f"the figure {typed!r} is not in the passage it cites")
-    stems = set(terms(source))
     for name in _names(said):
         # Compared as stems, so "Engineers" written in title case is found in "engineer"; an acronym or a
         # company, place or school the passage never names is not.
@@ -90,6 +89,13 @@ def check_reply(text: str, passages: Sequence[str]) -> tuple[str, list[Claim]]:
     judged = [[check_claim(claim, passages) for claim in line] for line in claims_of(text)]
     kept = "\n".join(" ".join(c.text for c in line if c.supported) for line in judged if any(c.supported for c in line))
     return kept, [c for line in judged for c in line]
+
+
+@functools.lru_cache(maxsize=256)
+def _read(source: str) -> tuple[frozenset[tuple[float, bool]], frozenset[str]]:
+    """The figures and word stems of the cited passages' text; kept, since every claim of a reply (and every
+    finished sentence while one streams) is checked against the same few passages."""
+    return frozenset(_figures(source)), frozenset(terms(source))
 
 
 def _figures_typed(text: str) -> list[tuple[tuple[float, bool], str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -16,10 +15,9 @@ from advisor.answer import normalized
 from advisor.embed import Embedder
 from advisor.errors import AdvisorError
 from advisor.load import LoadError, load_document, scan_corpus
-from advisor.types import Answer, Chunk, Citation, Hit
+from advisor.types import MARKER, Answer, Chunk, Citation, Hit
 
 KINDS = ("fact", "followup", "out_of_scope", "chitchat")
-_MARKER = re.compile(r"\[(\d+)\]")
 
 
 class GoldenSetError(AdvisorError):
@@ -118,11 +116,11 @@ def judge(item: GoldenItem, answer: Answer) -> Result:
     cited = [normalized(c.chunk.text) for c in answer.citations]
     states = any(normalized(a) in normalized(answer.text) for a in item.answer_any)
     correct = answer.grounded and states and any(e in text for e in evidence for text in cited)
-    markers = {int(n) for n in _MARKER.findall(answer.text)}
+    markers = {int(n) for n in MARKER.findall(answer.text)}
     numbers = {c.n for c in answer.citations}
     valid = markers == numbers and numbers == set(range(1, len(numbers) + 1))
     verified = all(q in c.chunk.text for c in answer.citations for q in c.quotes)
-    words = len(_MARKER.sub("", answer.text).split())
+    words = len(MARKER.sub("", answer.text).split())
     return Result(item, answer, rank, correct, not answer.grounded and not answer.citations, valid, verified, words)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import nh3
 
 from advisor.query import message_text
-from advisor.types import Hit
+from advisor.types import MARKER, Hit
 
 if TYPE_CHECKING:  # the HTTP client of openai (pydantic's httpx2, a fork of httpx) and its network layer
     import httpcore2
@@ -37,7 +37,6 @@ or [2]. Use only the numbers of the passages given.
 CONDENSE = """Rewrite the user's last question as one standalone question that can be understood without the \
 conversation, keeping its meaning. Reply with the question only."""
 
-_MARKER = re.compile(r"\[(\d+)\]")
 _TARGET = r"\((?:[^()]|\([^()]*\))*\)"  # a link target, allowing one level of parentheses: (javascript:f(1))
 _IMAGE = re.compile(r"!\[[^\]]*\]" + _TARGET)
 _LINK = re.compile(r"\[([^\]]+)\]" + _TARGET)
@@ -204,12 +203,12 @@ def check(text: str, passages: int) -> Checked:
         # and the content of <script> and <style>; unescaping its output gives plain text again ("a < b", "R&D").
         text = html.unescape(nh3.clean(text, tags=set()))
         text = _SCRIPT_URL.sub("", text)
-        text = _MARKER.sub(keep, text)
+        text = MARKER.sub(keep, text)
         text = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
         if text == before:
             # The passages cited, in order of first use, read from the final text: a marker kept in one pass
             # may be gone after the next.
-            cited = dict.fromkeys(int(n) for n in _MARKER.findall(text))
+            cited = dict.fromkeys(int(n) for n in MARKER.findall(text))
             return Checked(text, tuple(cited), removed)
     return Checked("", (), removed)
 

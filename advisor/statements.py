@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from advisor.blocks import parse_blocks
-from advisor.types import Chunk
+from advisor.types import MARKER, Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
 STATEMENTS_VERSION = 7
 
-_CITATION_LIKE = re.compile(r"\[(\d+)\]")
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
 # A sentence opening with one of these leans on the sentence before it and never stands alone (English
@@ -327,7 +326,7 @@ def first_sentence(text: str) -> str:
 def clean(text: str) -> str:
     """Text as shown: markdown emphasis dropped, spacing collapsed, and a bracketed number ("as shown in [4]")
     said in parentheses, so that a document's own text never reads as one of the answer's citation markers."""
-    return " ".join(_CITATION_LIKE.sub(r"(\1)", _EMPHASIS.sub("", text)).split())
+    return " ".join(MARKER.sub(r"(\1)", _EMPHASIS.sub("", text)).split())
 
 
 def normalized(text: str) -> str:

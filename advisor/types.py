@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -93,6 +94,10 @@ class Citation:
     def chunk(self) -> Chunk:
         """The cited passage."""
         return self.hit.chunk
+
+
+# A citation marker in an answer's text: "[n]" refers to the answer's n-th source (the one pattern every stage uses).
+MARKER = re.compile(r"\[(\d+)\]")
 
 
 @dataclass(frozen=True)
