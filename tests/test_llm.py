@@ -14,7 +14,11 @@ from advisor.chat import UNCHECKED, Advisor
 from advisor.config import ConfigError, Settings
 from advisor.llm import SYSTEM, Checked, LLMClient, LLMError, answer_messages, check
 from advisor.retrieve import Retriever
+from advisor.claims import check_reply
+from advisor.config import PROJECT_ROOT
+from advisor.evaluate import judge, read_golden, replay
 from conftest import advisor_cli
+from llama_server import MODEL_NAME, Unbuildable, ensure_built, start
 from llm_server import CONDENSED, ENDLESS, RESTATED_AS_ANSWER, SLOW_SECONDS, FakeLLMServer
 
 SALARY = "What is the average salary for a mid-level machine learning engineer?"
@@ -291,6 +295,40 @@ def test_a_real_llm_server(seed_settings, retriever):
     url, model = os.environ["ADVISOR_TEST_LLM_URL"], os.environ.get("ADVISOR_TEST_LLM_MODEL", "llama3.2")
     answer = advisor_for(seed_settings, retriever, url, model, timeout=60).ask(SALARY)
     assert answer.kind == "answer" and answer.grounded
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M on llama.cpp's server, built once into the user's cache (tests/llama_server.py)."""
+    try:
+        python = ensure_built()
+    except Unbuildable as exc:
+        pytest.skip(f"the real LLM server cannot be built on this machine: {exc}")
+    server = start(python, tmp_path_factory.mktemp("llama") / "server.log")
+    yield server
+    server.stop()
+
+
+def test_a_real_small_model_never_shows_what_its_cited_passages_do_not_say(seed_settings, retriever, smollm2):
+    """The issue-26 invariant on the first 25 dev-set questions: whatever SmolLM2 writes, every sentence shown cites
+    a passage that holds it, and an answer it gets wrong (or leaves uncited) is the documents' own answer instead."""
+    llm = advisor_for(seed_settings, retriever, smollm2.url, MODEL_NAME, timeout=60)
+    plain = Advisor(seed_settings, retriever=retriever)
+    fallbacks = 0
+    for item in read_golden(PROJECT_ROOT / "eval" / "devset.jsonl")[:25]:
+        history = replay(plain.ask, item.history)
+        answer, documents = llm.ask(item.question, history), plain.ask(item.question, history)
+        if answer.note == UNCHECKED or answer.note.startswith("(The language model did not answer"):
+            fallbacks += 1
+            assert answer.text == f"{answer.note}\n{documents.text}" and answer.citations == documents.citations
+            continue
+        if answer.text == documents.text:
+            continue  # the model was not asked: declined, small talk, or several questions at once
+        assert answer.grounded, item.question
+        kept, judged = check_reply(answer.text, [c.chunk.text for c in answer.citations])
+        assert all(c.supported for c in judged), (item.question, [c.why for c in judged if not c.supported])
+        assert judge(item, answer).correct or not judge(item, documents).correct, (item.question, answer.text)
+    assert fallbacks  # SmolLM2 cites nothing and invents figures: at least one of its replies is replaced
 
 
 def test_tokens_stream_to_the_ui_and_the_terminal(seed_settings, llm_server):
