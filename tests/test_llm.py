@@ -11,11 +11,10 @@ from dataclasses import replace
 import pytest
 
 from advisor.chat import UNCHECKED, Advisor
-from advisor.config import ConfigError, Settings
+from advisor.config import PROJECT_ROOT, ConfigError, Settings
 from advisor.llm import SYSTEM, Checked, LLMClient, LLMError, answer_messages, check
 from advisor.retrieve import Retriever
 from advisor.claims import check_reply
-from advisor.config import PROJECT_ROOT
 from advisor.evaluate import judge, read_golden, replay
 from conftest import advisor_cli
 from llama_server import MODEL_NAME, Unbuildable, ensure_built, start
