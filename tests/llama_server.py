@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     python = ensure_built()
-    server = start(python, Path("llama-server.log").resolve(), args.port, args.threads)
+    # Beside the build, not in the working directory: run from a checkout, it would be left there untracked.
+    server = start(python, cache_dir() / "server.log", args.port, args.threads)
     print(f"Serving {MODEL_NAME} at {server.url} (log: {server.log}); Ctrl+C stops it.", flush=True)
     try:
         server.process.wait()
