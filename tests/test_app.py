@@ -497,6 +497,8 @@ def test_examples_and_suggestions_ask_and_the_open_chat_comes_back_after_a_reloa
         page = context.new_page()
         page.goto(server.url, wait_until="domcontentloaded")
         page.locator('textarea[data-testid="textbox"]').wait_for(timeout=60_000)
+        # The page's load event fills the status: until then a key press may come before Gradio handles it.
+        expect(page.locator("#index-status")).to_contain_text("Documents:", timeout=60_000)
         bots = page.locator(ANSWERS)
         # Enter in an empty box sends nothing: no empty message, no reply to it.
         page.locator('textarea[data-testid="textbox"]').press("Enter")
