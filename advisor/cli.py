@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None, prog: str = "advisor") -> int:
             return _ask_jsonl(settings) if args.jsonl else _ask(settings, args.question)
         if args.command == "eval":
             if args.corpus_dir is not None and args.index_dir is None and not os.environ.get("ADVISOR_INDEX", "").strip():
-                # Another corpus gets an index of its own, so scoring it never replaces the app's index.
-                name = re.sub(r"[^A-Za-z0-9_-]+", "-", settings.corpus_dir.name).strip("-") or "corpus"
-                settings = dataclasses.replace(settings, index_dir=settings.index_dir / f"eval-{name}")
+                settings = eval_index(settings)
             return _eval(settings, args)
         if args.command == "serve":
             return _serve(settings)
@@ -70,6 +68,13 @@ def main(argv: list[str] | None = None, prog: str = "advisor") -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def eval_index(settings: Settings) -> Settings:
+    """``settings`` with the index of another corpus in ``<index>/eval-<corpus folder name>/``, so scoring it never
+    replaces the app's index."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", settings.corpus_dir.name).strip("-") or "corpus"
+    return dataclasses.replace(settings, index_dir=settings.index_dir / f"eval-{name}")
 
 
 def parser(prog: str = "advisor") -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import advisor.chat as chat
     from advisor.answer import normalized
+    from advisor.cli import eval_index
     from advisor.config import Settings
     from advisor.evaluate import judge, read_golden, replay
     from advisor.index import build
@@ -54,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         golden, corpus = (Path(p) for p in pair.split(":"))
         settings = Settings.load()
         if corpus.resolve() != (ROOT / "corpus").resolve():
-            settings = dataclasses.replace(
-                settings, corpus_dir=corpus.resolve(), index_dir=settings.index_dir / f"eval-{corpus.name}"
-            )
+            settings = eval_index(dataclasses.replace(settings, corpus_dir=corpus.resolve()))
         build(settings)
         advisor = chat.Advisor(dataclasses.replace(settings, top_k=max(settings.top_k, 10)))
         correct, ranks = 0, []
@@ -65,15 +64,19 @@ def main(argv: list[str] | None = None) -> int:
             history = replay(advisor.ask, item.history)
             ranked_now.clear()
             correct += judge(item, advisor.ask(item.question, history)).correct
+            ranked = ranked_now[0] if ranked_now else []
             evidence = [normalized(e) for e in item.evidence]
             expected = [normalized(a) for a in item.answer_any]
+            # Each passage is read once, however many of its statements were ranked.
+            passages = {s.hit.chunk.id: s.hit.chunk.text for s in ranked}
+            holding = {chunk for chunk, text in passages.items() if any(e in normalized(text) for e in evidence)}
             ranks.append(
                 next(
                     (
                         i
-                        for i, s in enumerate(ranked_now[0] if ranked_now else [])
-                        if any(a in normalized(" ".join((_said_under(s.unit), s.unit.text, *s.unit.lines))) for a in expected)
-                        and any(e in normalized(s.hit.chunk.text) for e in evidence)
+                        for i, s in enumerate(ranked)
+                        if s.hit.chunk.id in holding
+                        and any(a in normalized(" ".join((_said_under(s.unit), s.unit.text, *s.unit.lines))) for a in expected)
                     ),
                     None,
                 )
