@@ -30,10 +30,10 @@ MAX_REQUEST_BYTES = 4 * 2**20  # one `ask --jsonl` line: a question and far more
 # Which settings each command takes as flags (config.GROUPS); the rest still come from ADVISOR_* variables.
 COMMAND_SETTINGS = {
     "index": ("corpus", "store"),
-    "ask": ("corpus", "store", "llm"),
-    "eval": ("corpus", "store", "llm"),
+    "ask": ("corpus", "store", "answer", "llm"),
+    "eval": ("corpus", "store", "answer", "llm"),
     "search": ("corpus", "store", "search"),
-    "serve": ("corpus", "store", "llm", "serve"),
+    "serve": ("corpus", "store", "answer", "llm", "serve"),
 }
 
 
@@ -156,9 +156,11 @@ def _serve(settings: Settings) -> int:
     if taken:
         print(_port_error(settings, taken), file=sys.stderr)
         return 2
+    from advisor.judge import get_answer_model
     from advisor.service import AdvisorService
     from advisor.ui import launch
 
+    get_answer_model(settings.answer_model).load()  # a missing or damaged model: its fix, before any build
     service = _serve_previous(settings)
     if service is None:
         try:
@@ -288,7 +290,11 @@ def _print_status(status: IndexStatus, out: TextIO) -> None:
 
 
 def _ready(settings: Settings) -> None:
-    """Bring the index up to date before answering (a no-op, without loading the model, when it is)."""
+    """Check the answer model loads, then bring the index up to date before answering (a no-op, without loading
+    the embedding model, when it is)."""
+    from advisor.judge import get_answer_model
+
+    get_answer_model(settings.answer_model).load()  # a missing or damaged model stops here with its fix, not mid-answer
     try:
         report = build(settings, progress=True, wait=WAIT_SECONDS)
     except IndexUnwritable as exc:  # read-only or full: the index already there still answers

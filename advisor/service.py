@@ -63,7 +63,9 @@ class AdvisorService:
     def _load(self) -> Advisor:
         retriever = Retriever.open(self.settings)
         retriever.kin.warm()  # the corpus's words embedded now, not when someone first types a word it lacks
-        return Advisor(self.settings, retriever=retriever)
+        advisor = Advisor(self.settings, retriever=retriever)
+        advisor.answer_model.load()  # once per process; a missing or damaged model stops the start with its fix
+        return advisor
 
     @property
     def advisor(self) -> Advisor:

@@ -452,9 +452,9 @@ def _auc(scores: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _default_out() -> Path:
-    from advisor.config import PROJECT_ROOT
+    from advisor.config import ANSWER_MODEL_DIR
 
-    return PROJECT_ROOT / "advisor" / "data" / "answer-model"
+    return ANSWER_MODEL_DIR
 
 
 def recalibrate(pairs: list[Pair], out: Path, device: str = "cpu") -> dict[str, Any]:

@@ -114,6 +114,21 @@ def test_a_comparison_half_covered_says_which_half_is_missing(advisor):
     assert answer.text.startswith("My documents don't say this about “data scientist”")
 
 
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("besides python, what skills do ML engineers need?", "mathematics and statistics"),
+        ("realistically what does an entry level ml engineer make", "$85,000"),
+    ],
+)
+def test_the_answer_model_overrules_a_note_on_words_the_question_only_seems_to_be_about(advisor, question, fact):
+    # The word rules alone prefix "My documents don't say this about “besides”" (or “realistically”): the
+    # answer model reads the cited statement as the answer, so no such note is shown.
+    answer = advisor.ask(question)
+    assert answer.grounded and fact in answer.text
+    assert "don't say this about" not in answer.text and not answer.note
+
+
 def test_questions_that_never_name_the_field_are_still_answered(advisor):
     juniors = advisor.ask("What do juniors earn?")
     assert juniors.grounded and "$85,000" in juniors.text

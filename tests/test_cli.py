@@ -51,6 +51,12 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path):
     (tmp_path / "corpus").mkdir()
     no_index = advisor_cli("search", "pay", "--corpus", str(tmp_path / "corpus"), "--index", str(tmp_path / "index"))
     assert no_index.returncode == 2 and "no index in" in no_index.stderr and "python -m advisor index" in no_index.stderr
+    # A missing answer model stops `ask` before any index build, with the fix, not partway through an answer.
+    gone, index = str(tmp_path / "gone"), str(tmp_path / "index")
+    no_model = advisor_cli("ask", "What do they earn?", "--answer-model", gone, "--index", index)
+    assert no_model.returncode == 2 and no_model.stderr.startswith("error: the answer model's")
+    assert "python -m advisor train" in no_model.stderr and "Traceback" not in no_model.stderr
+    assert not (tmp_path / "index").exists()
 
 
 def test_a_taken_port_is_said_at_once_with_our_own_setting_and_nothing_is_announced(tmp_path):
