@@ -25,8 +25,8 @@ from advisor.train import (
 
 DATA = PROJECT_ROOT / "train" / "data"
 # Words in a row that two documents share only when one copies the other. Real public pages share their
-# publisher's template (the BLS "Quick Facts" labels and wage-table headers run to 16 words), so a copied
-# sentence is told from a shared layout by its length.
+# publisher's template (the BLS "Quick Facts" labels run to 16 words; its longer standard wording is in LAYOUT
+# below), so a copied sentence is told from a shared layout by its length.
 RUN = 20
 # Fields kept for testing the advisor: no training document may be about them (issue 24).
 KEPT_OUT = (
@@ -129,7 +129,7 @@ LAYOUT = (
 
 
 def _words(path):
-    """A document's words, markup and the publisher's table layout (LAYOUT) left out."""
+    """A document's words, markup and the publisher's standard wording (LAYOUT) left out."""
     text = " ".join(_loose(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8", errors="replace"))).split())
     text = re.sub(r"(?:\| ?|--- ?)+", " ", text)  # Markdown table bars and rules, which an HTML table lacks
     for phrase in LAYOUT:
