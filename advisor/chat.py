@@ -32,6 +32,7 @@ from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_me
 from advisor.query import Query, content_words, lexicon_terms, message_text, valid_text
 from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
+from advisor.train import previous_user
 from advisor.statements import Unit, clean
 from advisor.types import MARKER, Answer, Chunk, Citation, Hit
 
@@ -306,7 +307,7 @@ class Advisor:
         """Whether the answer model reads one of the ``best`` statements as answering the question: its calibrated
         probability reaches the threshold chosen on the training data's validation split."""
         model = self.answer_model
-        previous = _previous_question(history) if query.followup else ""
+        previous = previous_user(history) if query.followup else ""
         probabilities = model.probabilities(
             query.question, previous, [s.hit.chunk.title for s in best], [s.unit.embed for s in best], [s.dense for s in best]
         )
@@ -635,11 +636,6 @@ def bound_history(history: Any) -> list[dict[str, str]]:
         limit = MAX_QUESTION_CHARS if message["role"] == "user" else MAX_ANSWER_CHARS
         kept.append({"role": message["role"], "content": message_text(message.get("content"), limit)})
     return kept[::-1]
-
-
-def _previous_question(history: Sequence[dict[str, Any]]) -> str:
-    """The user's last question before this one: what a follow-up continues."""
-    return next((m["content"] for m in reversed(history) if m.get("role") == "user" and m.get("content")), "")
 
 
 def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]) -> Sequence[dict[str, Any]]:

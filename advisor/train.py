@@ -126,7 +126,7 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
             questions = [
                 json.loads(line) for line in (batch / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
             ]
-            asked = [model_input(q["question"], _previous_user(q.get("history") or [])) for q in questions]
+            asked = [model_input(q["question"], previous_user(q.get("history") or [])) for q in questions]
             question_vectors = embedder.embed_passages(asked)
             for q, text, qv in zip(questions, asked, question_vectors):
                 found = statements.get(q["doc"])
@@ -158,9 +158,10 @@ def prepare(data_dir: Path, out: Path, validation: Sequence[str] = VALIDATION) -
     return counts
 
 
-def _previous_user(history: Sequence[dict[str, Any]]) -> str:
-    users = [m.get("content", "") for m in history if m.get("role") == "user"]
-    return str(users[-1]) if users else ""
+def previous_user(history: Sequence[dict[str, Any]]) -> str:
+    """The user's last question before this one (what a follow-up continues): the model reads it after the
+    question, in training and in the app alike."""
+    return next((str(m["content"]) for m in reversed(history) if m.get("role") == "user" and m.get("content")), "")
 
 
 def _label(loose: str, lines: tuple[str, ...], evidence: list[str]) -> int:

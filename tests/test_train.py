@@ -131,7 +131,7 @@ LAYOUT = (
 def _words(path):
     """A document's words, markup and the publisher's standard wording (LAYOUT) left out."""
     text = " ".join(_loose(re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8", errors="replace"))).split())
-    text = re.sub(r"(?:\| ?|--- ?)+", " ", text)  # Markdown table bars and rules, which an HTML table lacks
+    text = re.sub(r"(?:--- ?)+", " ", text)  # Markdown table rules, which an HTML table lacks (_loose drops the bars)
     for phrase in LAYOUT:
         text = text.replace(_loose(phrase), " ")
     return text.split()
