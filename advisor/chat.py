@@ -78,32 +78,45 @@ _ADVICE = re.compile(
 _QUESTION = re.compile(r"[^.?!\n]*\?")
 _ASKS_FOR_QUESTIONS = re.compile(r"\b(questions?|ask|asks|asked|asking)\b", re.IGNORECASE)  # "what do interviews ask?"
 
+# Small talk, phrase by phrase: a message made only of these ("ok cool thanks", "good morning, who am I talking
+# to?", "lol ok bye") is answered as small talk, by the kind that matters most of those it holds (listed first).
 _SMALL_TALK = [
-    ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
-    (
-        "thanks",
-        re.compile(
-            r"^(thanks|thank you|thx|ty|cheers|many thanks|much appreciated|great|awesome|perfect|"
-            r"cool|nice|ok|okay|got it)\b",
-            re.I,
-        ),
-    ),
-    ("bye", re.compile(r"^(bye|goodbye|good bye|see you|see ya|farewell|that's all|that is all)\b", re.I)),
     (
         "about",
         re.compile(
-            r"^((who|what) are you|are you (a |an )?(bot|robot|human|real|person|ai|machine)|what can you do|"
-            r"how can you help|what do you do|help)\b",
+            r"^((who|what) are you|who am i (talking|speaking|chatting) (to|with)|who (made|built|created|wrote) you|"
+            r"(are you|r u|you|is this|am i (talking|speaking|chatting) (to|with))( just)? (a |an )?(real )?"
+            r"(bot|chatbot|robot|human|person|ai|machine|computer|program)|what can you do|how can you help|"
+            r"what do you do|what's your name|what is your name|help)\b",
             re.I,
         ),
     ),
-    ("how", re.compile(r"^(how are you|how's it going|how is it going)\b", re.I)),
+    ("how", re.compile(r"^(how are you|how are u|how's it going|how is it going|how you doing|what's up|sup)\b", re.I)),
+    ("bye", re.compile(r"^(bye|goodbye|good bye|bye bye|see you|see ya|cya|farewell|good night|that's all|that is all)\b", re.I)),
+    (
+        "thanks",
+        re.compile(
+            r"^(thanks|thank you|thank u|thx|ty|tysm|cheers|many thanks|much appreciated|that helps|"
+            r"that was helpful|great|awesome|perfect)\b",
+            re.I,
+        ),
+    ),
+    (
+        "ack",
+        re.compile(
+            r"^(cool|nice|ok|okay|k|kk|got it|gotcha|alright|all right|sweet|lol|haha|hmm|wow|interesting|"
+            r"understood|makes sense|good to know|noted|fair enough|nvm|never mind|yep|yeah|yes|sure)\b",
+            re.I,
+        ),
+    ),
+    ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
 ]
 # Words that only pad small talk ("thanks, that was really helpful") and carry no question.
 _PADDING = frozenset(
     terms(
-        "there help helpful much lot great good nice day everyone again all so very really "
-        "appreciate appreciated today doing going well useful answer answers thing bot advisor"
+        "there help helpful much lot great good nice day everyone again all so very really mate man dude buddy "
+        "appreciate appreciated today doing going well useful answer answers thing bot advisor for it that this "
+        "was is you and then"
     )
 )
 
@@ -243,11 +256,14 @@ class Advisor:
         # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
         asked = facets(query.question)
         vocabulary = self.retriever.lexical.df
-        best = ranked[:JUDGED]  # what the answer model reads: the rules' best, before any restriction to what is named
+        judge = _Judge(self.answer_model, query, history, ranked[:JUDGED])  # the rules' best, before any restriction
         unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
+        restricted = False
+        # These refusals are the rules' alone: the model reads a table's row about another job, country or year as
+        # the answer too often ("entry level data engineer salary", "ML startups in France": 10 of 23 overruled on
+        # the dev sets were wrong).
         if any(not any(f.known(vocabulary) for f in asked if f.kind == kind) for kind in {f.kind for f in asked}):
             return self.decline(query, hits, unmentioned), query, hits
-        restricted = False
         if asked:
             fitting = self._about(asked, query, ranked, passages, hits, vectors)
             if not fitting:
@@ -271,17 +287,22 @@ class Advisor:
             # Looser for the documents' own answer: it is close in meaning through its FAQ heading, not what it says.
             share = FIGURE_UNDER_OWN_ANSWER if own_answer else RUNNER_UP
             figures = [s for s in ranked if has_figure(s) and s.dense >= share * lead.dense]
-            if not figures and quantity and not own_answer:
+            if not figures and quantity and not own_answer and not judge.overrules():
                 return self.decline(query, hits, no_figure=True), query, hits
             ranked = figures + [s for s in ranked if s not in figures]
         unknown, missing = self._uncovered(query, ranked[0])
         closeness = max(ranked[0].dense, hits[0].dense)
-        if (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (unknown.share >= UNKNOWN_DOUBT and closeness < RELATED):
-            return self.decline(query, hits, unknown.words), query, hits
+        doubtful = (unknown.share >= UNKNOWN_DECLINE and closeness < CLOSE) or (
+            unknown.share >= UNKNOWN_DOUBT and closeness < RELATED
+        )
         # A follow-up's own words are few ("And at the senior level?"); those of the question it continues need
         # not all be in one statement, so only a word the corpus lacks gets it declined here.
-        if missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words):
-            return self.decline(query, hits), query, hits
+        thin = missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words)
+        if (doubtful or thin) and not judge.overrules():
+            return self.decline(query, hits, unknown.words if doubtful else ()), query, hits
+        if judge.overruled:
+            # The rules would have refused: the statement the model reads as the answer leads.
+            ranked = [judge.best] + [s for s in ranked if s is not judge.best]
         advice = bool(_ADVICE.search(question))
         answer, chosen = compose(ranked, hits, query.question, advice=advice)
         if not answer.grounded:
@@ -290,28 +311,17 @@ class Advisor:
         # A job, place, employer or year the question names that no chosen statement is about ("Compare ML engineer and
         # data scientist pay" when only ML engineers' pay is given) is said to be missing.
         unnamed = self._left_out(asked, query, chosen)
-        if restricted and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words:
+        if restricted and not any(s.display for s in chosen) and gaps.share >= MISSING and gaps.words and not judge.overrules():
             # The statements about the job or place named say nothing of what was asked about it.
             return self.decline(query, hits, not_about=tuple(f.typed for f in asked)), query, hits
         uncovered = gaps.words if not advice and not any(s.display for s in chosen) and gaps.share >= MISSING else ()
         # Words the question only seems to be about ("realistically", "besides", "hype") would make that note a
         # false claim about the documents: it stands only when the answer model reads none of the best statements
-        # as the answer. (Overruling the refusals above the same way answered "data scientist pay" with ML
-        # engineers' pay: see docs/answers-and-quality.md.)
-        if (unnamed or uncovered) and not self._answered(query, history, best):
+        # as the answer.
+        if (unnamed or uncovered) and not judge.answered():
             note = f"My documents don't say this about {_quoted(unnamed or uncovered)}; here is what they do say:"
             answer = replace(answer, text=f"{note}\n{answer.text}", note=note)
         return answer, query, hits
-
-    def _answered(self, query: Query, history: Sequence[dict[str, Any]], best: Sequence[Statement]) -> bool:
-        """Whether the answer model reads one of the ``best`` statements as answering the question: its calibrated
-        probability reaches the threshold chosen on the training data's validation split."""
-        model = self.answer_model
-        previous = previous_user(history) if query.followup else ""
-        probabilities = model.probabilities(
-            query.question, previous, [s.hit.chunk.title for s in best], [s.unit.embed for s in best], [s.dense for s in best]
-        )
-        return bool(len(probabilities)) and float(probabilities.max()) >= model.calibration.threshold
 
     def _about(
         self,
@@ -481,11 +491,11 @@ class Advisor:
         kind, _ = small_talk(question)
         if kind:
             suggestions = self._safe_suggestions()
-            return Answer(
-                _SMALL_TALK_REPLIES[kind].format(scope=self._scope_or_default(), suggestions=self._listed(suggestions)),
-                kind="chitchat",
-                suggestions=tuple(suggestions),
-            )
+            reply, lead = _SMALL_TALK_REPLIES[kind]
+            reply = reply.format(scope=self._scope_or_default())
+            if lead and suggestions:
+                reply += f" {lead}\n{self._listed(suggestions)}"
+            return Answer(reply, kind="chitchat", suggestions=tuple(suggestions))
         if not self.retriever.index.chunks:
             return Answer(
                 "There is nothing to search yet: no documents are indexed. Add .txt, .md, .html or .pdf "
@@ -727,29 +737,69 @@ def _quoted(words: tuple[str, ...]) -> str:
 
 
 def small_talk(message: str) -> tuple[str | None, str]:
-    """("greeting" | "thanks" | "bye" | "about" | "how", "") for small talk; (None, question) otherwise.
+    """("about" | "how" | "bye" | "thanks" | "ack" | "greeting", "") for small talk; (None, question) otherwise.
 
     A greeting in front of a real question ("Hi, what do ML engineers earn?") leaves the question.
     """
-    rest = message
-    for kind, pattern in _SMALL_TALK:
-        match = pattern.match(rest)
-        if match:
-            rest = rest[match.end() :].lstrip(" ,.!?;:-").strip()
-            if rest and message.rstrip().endswith("?") and kind in ("thanks", "greeting"):
-                return None, rest  # "ok but what do they actually do all day?" asks something
-            if not set(terms(rest)) - _PADDING:
-                return kind, ""
-            return None, rest
-    return None, message
+    rest, said = message, []
+    while rest:
+        kind = next(((k, m) for k, pattern in _SMALL_TALK if (m := pattern.match(rest))), None)
+        if kind is None:
+            break
+        said.append(kind[0])
+        rest = rest[kind[1].end() :].lstrip(" ,.!?;:-").strip()
+    if not said:
+        return None, message
+    if rest and message.rstrip().endswith("?") and said[-1] in ("thanks", "ack", "greeting"):
+        return None, rest  # "ok but what do they actually do all day?" asks something
+    if not set(terms(rest)) - _PADDING:
+        return min(said, key=[k for k, _ in _SMALL_TALK].index), ""
+    return None, rest
 
 
+# Each reply, and the lead-in of the example questions that follow it (left out when the corpus offers none).
 _SMALL_TALK_REPLIES = {
-    "greeting": "Hello! I answer questions from my documents ({scope}) and cite the passages I use. "
-    "You could ask:\n{suggestions}",
-    "thanks": "You're welcome! Ask me anything else my documents cover, for example:\n{suggestions}",
-    "bye": "Goodbye, and good luck with your career plans!",
-    "about": "I'm Career Advisor. I answer questions using only my documents ({scope}), and I cite the "
-    "passages I use. You could ask:\n{suggestions}",
-    "how": "I'm doing well, thanks for asking! Shall we look at my documents ({scope})? For example:\n{suggestions}",
+    "greeting": ("Hello! I answer questions from my documents ({scope}) and cite the passages I use.", "You could ask:"),
+    "thanks": ("You're welcome! Ask me anything else my documents ({scope}) cover.", "For example:"),
+    "ack": ("All right. Ask me anything else my documents ({scope}) cover.", "For example:"),
+    "bye": ("Goodbye, and good luck with your career plans!", ""),
+    "about": (
+        "I'm Career Advisor, an offline assistant: I answer questions using only my documents ({scope}), and I cite "
+        "the passages I use.",
+        "You could ask:",
+    ),
+    "how": ("I'm doing well, thanks for asking! Shall we look at my documents ({scope})?", "For example:"),
 }
+
+
+class _Judge:
+    """The answer model's reading of one question's best statements, computed once, when first needed: whether
+    one answers it (the answerability threshold) and whether one answers it surely enough to overrule a refusal
+    of the rules (the stricter cut; both chosen on the training data's validation split)."""
+
+    def __init__(self, model: AnswerModel, query: Query, history: Sequence[dict[str, Any]], best: Sequence[Statement]) -> None:
+        self.model, self.query, self.history, self.statements = model, query, history, list(best)
+        self.overruled = False  # set once a refusal has given way
+
+    @functools.cached_property
+    def _probabilities(self) -> np.ndarray:
+        best = self.statements
+        previous = previous_user(self.history) if self.query.followup else ""
+        titles, texts, dense = [s.hit.chunk.title for s in best], [s.unit.embed for s in best], [s.dense for s in best]
+        return self.model.probabilities(self.query.question, previous, titles, texts, dense)
+
+    @property
+    def best(self) -> Statement:
+        """The statement the model reads as the likeliest answer."""
+        return self.statements[int(np.argmax(self._probabilities))]
+
+    def answered(self) -> bool:
+        """Whether one of the statements answers the question."""
+        p = self._probabilities
+        return bool(len(p)) and float(p.max()) >= self.model.calibration.threshold
+
+    def overrules(self) -> bool:
+        """Whether one of the statements answers the question surely enough to overrule a refusal (remembered)."""
+        p = self._probabilities
+        self.overruled = self.overruled or (bool(len(p)) and float(p.max()) >= self.model.calibration.overrule)
+        return self.overruled

@@ -28,6 +28,7 @@ class Calibration:
     dense: float
     bias: float
     threshold: float  # a question is answerable when its best statement's probability reaches this
+    overrule: float  # a refusal of the answerer's gives way when its best statement's probability reaches this
     max_tokens: int
 
     def probability(self, logits: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -54,6 +55,7 @@ class AnswerModel:
                 float(combine["dense"]),
                 float(combine["bias"]),
                 float(data["threshold"]),
+                float(data["overrule"]),
                 int(data["max_tokens"]),
             )
         except FileNotFoundError:

@@ -7,7 +7,8 @@
    labelled by its evidence;
 2. fit: a cross-encoder initialised from the packaged all-MiniLM-L6-v2 weights learns those labels;
 3. calibrate: on the validation batches (whole occupations never trained on), a logistic combination of the
-   model's score and the bi-encoder's cosine gives a probability, and one answerability threshold is chosen.
+   model's score and the bi-encoder's cosine gives a probability, and one answerability threshold is chosen,
+   with a stricter cut at which the model's reading overrules the answerer's "not in my documents".
 
 The fit step needs only numpy, torch and transformers, so this file also runs by itself on a machine without
 the rest of the project, to train on an accelerator. From the repository root::
@@ -41,6 +42,9 @@ VALIDATION = ("seed-d", "w6")  # whole batches (occupations) held out for calibr
 # its pairs); validation keeps as many as the answerer hands the model, so its metrics read the same.
 CLOSEST_NEGATIVES = {"train": 5, "validation": 8}
 RANDOM_NEGATIVES = {"train": 1, "validation": 2}
+# The share of unanswerable validation questions whose best statement may reach the cut at which the model overrules
+# a refusal: a refusal overruled wrongly answers with an unrelated statement, a worse failure than a refusal kept.
+OVERRULE_PASSED = 0.05
 CANDIDATES = 12  # statements the answerer hands the model (its cost grows with each); metrics use as many
 MAX_TOKENS = 128  # question and statement together: statements are short, a long question is cut from its end
 # What an answer quotes: a sentence, an FAQ answer, a list item, a table row, or a whole list or table (the
@@ -390,10 +394,13 @@ def calibrate(pairs: Sequence[Pair], logits: np.ndarray) -> dict[str, Any]:
     truth = np.array(answerable)
     scores = np.array(best_model)
     threshold, balanced = _threshold(scores, truth)
+    # Never under the threshold itself: the model does not overrule a refusal with what it does not read as answered.
+    overrule = max(_overrule(scores, truth), threshold)
     join, f1 = _join(pairs, candidates, combined, labels, threshold)
     return {
         "combine": {"model": float(weights[0]), "dense": float(weights[1]), "bias": float(weights[2])},
         "threshold": threshold,
+        "overrule": overrule,
         "join": join,
         "metrics": {
             "validation_questions": int(len(truth)),
@@ -403,6 +410,8 @@ def calibrate(pairs: Sequence[Pair], logits: np.ndarray) -> dict[str, Any]:
             "auc_biencoder": round(_auc(np.array(best_dense), truth), 4),
             "answerable_kept": round(float(np.mean(scores[truth] >= threshold)), 4),
             "unanswerable_declined": round(float(np.mean(scores[~truth] < threshold)), 4),
+            "answerable_over_overrule": round(float(np.mean(scores[truth] >= overrule)), 4),
+            "unanswerable_over_overrule": round(float(np.mean(scores[~truth] >= overrule)), 4),
             "balanced_accuracy": round(balanced, 4),
             "chosen_f1": round(f1, 4),
         },
@@ -418,6 +427,15 @@ def _threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
         if balanced > best:
             best, cut = float(balanced), round(float(t), 2)
     return cut, best
+
+
+def _overrule(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The lowest cut (two decimals) that at most ``OVERRULE_PASSED`` of the unanswerable questions' best
+    statements reach."""
+    for t in np.arange(0.02, 0.99, 0.01):
+        if np.mean(scores[~truth] >= t) <= OVERRULE_PASSED:
+            return round(float(t), 2)
+    return 0.99
 
 
 def _join(

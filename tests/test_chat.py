@@ -46,6 +46,36 @@ def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
     assert answer.kind == "chitchat" and not answer.citations and not answer.grounded
 
 
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("ok cool", "ack"),
+        ("lol ok", "ack"),
+        ("cheers mate", "thanks"),
+        ("cool, thanks a lot", "thanks"),
+        ("great thanks bye", "bye"),
+        ("good morning, who am I talking to?", "about"),
+        ("are you a real person?", "about"),
+        ("who made you?", "about"),
+    ],
+)
+def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most(message, kind):
+    assert small_talk(message) == (kind, "")
+
+
+@pytest.mark.parametrize(
+    "message, question",
+    [
+        ("what is this job like", "what is this job like"),
+        ("ok, how much do they make", "how much do they make"),
+        ("yeah but is it stressful?", "but is it stressful?"),
+        ("sure, and what about seniors?", "and what about seniors?"),
+    ],
+)
+def test_a_question_after_small_talk_words_is_still_a_question(message, question):
+    assert small_talk(message) == (None, question)
+
+
 def test_a_greeting_before_a_question_still_answers_it(advisor):
     question = "what do ML engineers earn at the senior level"
     assert small_talk(f"Hi, {question}?") == (None, f"{question}?")  # the question mark kept: it marks the question
@@ -118,7 +148,7 @@ def test_a_comparison_half_covered_says_which_half_is_missing(advisor):
     ("question", "fact"),
     [
         ("besides python, what skills do ML engineers need?", "mathematics and statistics"),
-        ("realistically what does an entry level ml engineer make", "$85,000"),
+        ("realistically, entry level ML engineer pay?", "$85,000"),
     ],
 )
 def test_the_answer_model_overrules_a_note_on_words_the_question_only_seems_to_be_about(advisor, question, fact):
@@ -127,6 +157,20 @@ def test_the_answer_model_overrules_a_note_on_words_the_question_only_seems_to_b
     answer = advisor.ask(question)
     assert answer.grounded and fact in answer.text
     assert "don't say this about" not in answer.text and not answer.note
+
+
+def test_the_answer_model_overrules_a_refusal_when_it_surely_reads_an_answer(advisor):
+    # The word rules alone refuse this ("job" and "really" are not in the statements' words) and then suggest
+    # "Is coding knowledge essential…?": the model reads that FAQ answer as the answer, above the overrule cut.
+    answer = advisor.ask("do I really need to code to do this job?")
+    assert answer.grounded and answer.text.startswith("Yes, coding knowledge is essential")
+
+
+def test_a_refusal_that_names_another_job_stays_the_rules_own(advisor):
+    # The model gives ML engineers' entry-level pay a fair chance of answering "entry level data engineer salary";
+    # the rules see that no statement names data engineers' pay, and that refusal is not overruled.
+    answer = advisor.ask("entry level data engineer salary")
+    assert answer.kind == "out_of_scope" and "$" not in answer.text
 
 
 def test_questions_that_never_name_the_field_are_still_answered(advisor):
