@@ -28,6 +28,7 @@ def test_the_shipped_model_is_small_fp16_safetensors_with_its_calibration():
     assert 0 < record["threshold"] < 1 and record["metrics"]["validation_questions"] > 0
     calibration = AnswerModel(ANSWER_MODEL_DIR).calibration
     assert calibration.threshold == record["threshold"] and calibration.max_tokens == record["max_tokens"]
+    assert calibration.threshold <= calibration.overrule == record["overrule"] < 1
 
 
 @pytest.mark.parametrize("missing", ["model.safetensors", "calibration.json"])
