@@ -115,8 +115,7 @@ _SMALL_TALK = [
 _PADDING = frozenset(
     terms(
         "there help helpful much lot great good nice day everyone again all so very really mate man dude buddy "
-        "appreciate appreciated today doing going well useful answer answers thing bot advisor for it that this "
-        "was is you and then"
+        "appreciate appreciated today doing going well useful answer answers thing bot advisor"
     )
 )
 
@@ -795,11 +794,13 @@ class _Judge:
 
     def answered(self) -> bool:
         """Whether one of the statements answers the question."""
-        p = self._probabilities
-        return bool(len(p)) and float(p.max()) >= self.model.calibration.threshold
+        return self._reaches(self.model.calibration.threshold)
 
     def overrules(self) -> bool:
         """Whether one of the statements answers the question surely enough to overrule a refusal (remembered)."""
-        p = self._probabilities
-        self.overruled = self.overruled or (bool(len(p)) and float(p.max()) >= self.model.calibration.overrule)
+        self.overruled = self.overruled or self._reaches(self.model.calibration.overrule)
         return self.overruled
+
+    def _reaches(self, cut: float) -> bool:
+        p = self._probabilities
+        return bool(len(p)) and float(p.max()) >= cut

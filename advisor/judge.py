@@ -21,8 +21,8 @@ _FIX = "restore it with `git checkout advisor/data/answer-model` or retrain it w
 
 @dataclass(frozen=True)
 class Calibration:
-    """How the model's score and the bi-encoder's cosine become one probability, and the answerability cut on it
-    (both fitted on the training data's validation split by `advisor train`, never on an eval set)."""
+    """How the model's score and the bi-encoder's cosine become one probability, and the answerability and overrule
+    cuts on it (all fitted on the training data's validation split by `advisor train`, never on an eval set)."""
 
     model: float
     dense: float
