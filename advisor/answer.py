@@ -483,6 +483,25 @@ def _listed_under(a: Statement, b: Statement) -> str:
     return ""
 
 
+def row_sentence(table: Table, i: int, shown: str) -> str:
+    """A table row said on its own, in plain words naming its table, its cells as written and its figures last:
+    "For Entry Level, the table “Average Salary of Machine Learning Engineers” gives $85,000", "In the table
+    “World’s Top Industries …”, Manufacturing ranks fifth, at 12%"."""
+    title = f"the table “{clean(table.title).rstrip(':. ')}”"
+    row = table.rows[i] if 0 <= i < len(table.rows) else None
+    if row is None or not row.label or not row.values or not shown.startswith(row_text(table, i)):
+        return f"In {title}: {shown}"  # a row without a label: as shown
+    label, remark = clean(row.label), shown[len(row_text(table, i)) :]  # a computed remark: " (over 55)"
+    if table.ranked and row.rank is not None:
+        place = _ORDINAL_WORDS.get(row.rank, f"number {row.rank}")
+        return f"In {title}, {label} ranks {place}, at {', '.join(row.values)}{remark}"
+    named = table.columns[1:] if table.columns else ()
+    if len(row.values) > 1 and len(named) == len(row.values):
+        values = "; ".join(f"{name}: {value}" for name, value in zip(named, row.values))
+        return f"For {label}, {title} gives {values}{remark}"
+    return f"For {label}, {title} gives {', '.join(row.values)}{remark}"
+
+
 def _quotes(statement: Statement) -> list[str]:
     """Exact spans of the passage the statement uses, for highlighting."""
     text = statement.hit.chunk.text
@@ -501,7 +520,7 @@ def with_marker(statement: Statement, n: int) -> str:
     if unit.kind == "item" and unit.context and not statement.display:
         text = f"{unit.context.rstrip(':. ')}: {text}"
     elif unit.kind == "row" and unit.table is not None and unit.table.title and not statement.display.startswith("In "):
-        text = f"{unit.table.title} — {text}"  # a computed reading in a sentence names its table itself
+        text = row_sentence(unit.table, unit.row, text)  # a computed reading in a sentence names its table itself
     text = clean(text).rstrip()
     if text and text[-1] in ".!?":
         return f"{text[:-1]} {marker}{text[-1]}"

@@ -92,11 +92,14 @@ _SMALL_TALK = [
         ),
     ),
     ("how", re.compile(r"^(how are you|how are u|how's it going|how is it going|how you doing|what's up|sup)\b", re.I)),
-    ("bye", re.compile(r"^(bye|goodbye|good bye|bye bye|see you|see ya|cya|farewell|good night|that's all|that is all)\b", re.I)),
+    (
+        "bye",
+        re.compile(r"^(bye+|goodbye+|good bye+|bye bye+|see you|see ya|cya|farewell|good night|that's all|that is all)\b", re.I),
+    ),
     (
         "thanks",
         re.compile(
-            r"^(thanks|thank you|thank u|thx|ty|tysm|cheers|many thanks|much appreciated|that helps|"
+            r"^(thanks+|thank you|thank u|thx+|ty|tysm|cheers|many thanks|much appreciated|that helps|"
             r"that was helpful|great|awesome|perfect)\b",
             re.I,
         ),
@@ -104,20 +107,25 @@ _SMALL_TALK = [
     (
         "ack",
         re.compile(
-            r"^(cool|nice|ok|okay|k|kk|got it|gotcha|alright|all right|sweet|lol|haha|hmm|wow|interesting|"
+            r"^(cool+|nice+|ok+|okay+|k|kk|got it|gotcha|alright|all right|sweet|lol+|(ha)+h?|hm+|wow+|interesting|"
             r"understood|makes sense|good to know|noted|fair enough|nvm|never mind|yep|yeah|yes|sure)\b",
             re.I,
         ),
     ),
-    ("greeting", re.compile(r"^(hi|hello|hey|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo)\b", re.I)),
+    ("greeting", re.compile(r"^(hi+|hel+o+|he+y+|hiya|howdy|greetings|good (morning|afternoon|evening|day)|yo+)\b", re.I)),
 ]
-# Words that only pad small talk ("thanks, that was really helpful") and carry no question.
+# Words that only pad small talk ("thanks, that was really helpful", "… gonna go think about it. bye!") and carry
+# no question. Stretched words ("heyy", "byeee", "okk") match the phrases above.
 _PADDING = frozenset(
     terms(
         "there help helpful much lot great good nice day everyone again all so very really mate man dude buddy "
-        "appreciate appreciated today doing going well useful answer answers thing bot advisor"
+        "appreciate appreciated today doing going well useful answer answers thing bot advisor helped actually gonna go "
+        "think over later now"
     )
 )
+
+
+_CLAUSE = re.compile(r"[^,.!?;:]+[,.!?;:]+\s*")  # words up to and including their punctuation
 
 
 class Advisor:
@@ -206,7 +214,7 @@ class Advisor:
 
     def ask_stream(self, question: str, history: Sequence[dict[str, Any]] = (), stream: bool = True) -> Iterator[Answer]:
         """Partial answers (kind "partial", growing text) while an LLM writes, then the final, checked answer."""
-        history = bound_history(history)
+        history = _without_small_talk(bound_history(history))
         if len(question or "") > 2 * MAX_QUESTION_CHARS:
             yield self._too_long(len(question))  # refused before any work on it, whatever its spacing
             return
@@ -298,7 +306,10 @@ class Advisor:
         # not all be in one statement, so only a word the corpus lacks gets it declined here.
         thin = missing.found < FOUND and closeness < RELATED and not (query.followup and not unknown.words)
         if (doubtful or thin) and not judge.overrules():
-            return self.decline(query, hits, unknown.words if doubtful else ()), query, hits
+            # The words the documents lack are named as what they don't cover only when the model agrees that
+            # nothing answers: "They don't mention “instead”, “back” or “school”" names no subject.
+            named = unknown.words if doubtful and not judge.answered() else ()
+            return self.decline(query, hits, named), query, hits
         if judge.overruled:
             # The rules would have refused: the statement the model reads as the answer leads.
             ranked = [judge.best] + [s for s in ranked if s is not judge.best]
@@ -647,6 +658,19 @@ def bound_history(history: Any) -> list[dict[str, str]]:
     return kept[::-1]
 
 
+def _without_small_talk(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation without its small talk: a question after "good morning, who am I talking to?" continues
+    nothing, so it is not read as a follow-up of the greeting."""
+    kept: list[dict[str, str]] = []
+    chatting = False
+    for message in history:
+        if message["role"] == "user":
+            chatting = small_talk(message["content"])[0] is not None
+        if not chatting:
+            kept.append(message)
+    return kept
+
+
 def _leaning(history: Sequence[dict[str, Any]], question: str, before: list[str]) -> Sequence[dict[str, Any]]:
     """The conversation one question of a several-question message continues: for a piece with at most one
     word of its own ("What do juniors earn? And seniors?", "… format my resume? one page or two?"), the
@@ -672,6 +696,7 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     pieces: list[str] = []
     hits: list[Hit] = []
     suggestions: list[str] = []
+    said: set[str] = set()  # the cited sentences of the answers so far
     for question, answer in parts:
         renumber: dict[int, int] = {}
         for c in answer.citations:
@@ -684,13 +709,40 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
                 citations[i] = Citation(n, citations[i].hit, tuple(dict.fromkeys(citations[i].quotes + c.quotes)))
             renumber[c.n] = number[c.chunk.id]
         text = MARKER.sub(lambda m, renumber=renumber: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text)
-        if answer.kind == "out_of_scope":
-            text = text.split(" They are about:")[0]  # one list of what the documents cover is enough, below
+        # One list of what the documents cover is enough, below; a sentence said for an earlier question, once.
+        text = text.split(" They are about:")[0] if answer.kind == "out_of_scope" else _unrepeated(text, said)
         pieces.append(f"**{question}**\n{text}")
         hits += [h for h in answer.hits if h not in hits]
         suggestions += [s for s in answer.suggestions if s not in suggestions and f"- {s}" in text]
     kind = "answer" if citations else "out_of_scope"
     return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits), suggestions=tuple(suggestions))
+
+
+def _unrepeated(text: str, said: set[str]) -> str:
+    """An answer to one question of several without the cited sentences an earlier answer already gave ("I'm 47,
+    am I too old? how many are 45-54?" both find the age-distribution sentence); whole when it would be left with
+    nothing, for then the repeat is this question's answer. Adds its sentences to ``said``."""
+    kept, dropped = [], False
+    for line in text.split("\n"):
+        if line.startswith("- ") or line.rstrip().endswith(":"):  # a list and its lead-in stay whole
+            kept.append(line)
+            continue
+        pieces = _CITED.findall(line)
+        rest = _CITED.sub("", line).strip()
+        fresh = [p for p in pieces if _said(p) not in said]
+        dropped = dropped or len(fresh) < len(pieces)
+        if fresh or rest or not pieces:
+            kept.append(" ".join(p.strip() for p in [*fresh, rest] if p.strip()))
+    said.update(_said(p) for line in text.split("\n") for p in _CITED.findall(line))
+    shorter = "\n".join(kept).strip()
+    return shorter if dropped and shorter else text
+
+
+_CITED = re.compile(r"[^\s].*?\[\d+\][.!?]?(?=\s|$)")  # prose up to and including its [n] marker
+
+
+def _said(piece: str) -> str:
+    return " ".join(MARKER.sub("", piece).lower().split()).rstrip(".!?")
 
 
 def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:
@@ -744,6 +796,11 @@ def small_talk(message: str) -> tuple[str | None, str]:
     while rest:
         kind = next(((k, m) for k, pattern in _SMALL_TALK if (m := pattern.match(rest))), None)
         if kind is None:
+            # A clause of padding between phrases ("thanks, that really helped, gonna go think it over. bye!").
+            clause = _CLAUSE.match(rest)
+            if said and clause and clause.end() < len(rest) and not set(terms(clause.group(0))) - _PADDING:
+                rest = rest[clause.end() :]
+                continue
             break
         said.append(kind[0])
         rest = rest[kind[1].end() :].lstrip(" ,.!?;:-").strip()

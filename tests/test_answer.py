@@ -39,10 +39,22 @@ READING = re.compile(
 )
 
 
+# A row said on its own: "For L, the table “T” gives V", "In the table “T”, L ranks fifth, at V", "In the table “T”: row".
+ROW = re.compile(
+    r"^(?:For (?P<label>.+?), the table “(?P<title>.+?)” gives (?P<values>.+)"
+    r"|In the table “(?P<ranked_title>.+?)”(?:, (?P<ranked>.+?) ranks \w+, at (?P<at>.+)|: (?P<shown>.+)))$"
+)
+
+
 def parts(piece):
     reading = READING.match(piece.strip())
     if reading:
         return [p for p in (reading["title"], reading["label"], *(reading["values"] or "").split(", ")) if p]
+    row = ROW.match(piece.strip(" ."))
+    if row:
+        said = ("label", "values", "ranked", "at", "shown")
+        rest = " — ".join(row[name] for name in said if row[name])
+        return [row["title"] or row["ranked_title"], *parts(rest)]
     # A table reading ends with what was computed from the rows, in parentheses ("(the lower of the two you named)").
     piece = re.sub(
         r"\s*\((rank \d+|the (higher|lower) of the \w+ you named|"
@@ -57,7 +69,7 @@ def parts(piece):
 
 def test_table_facts_come_out_readable(advisor):
     answer = advisor.ask("How much does a mid-level ML engineer make?")
-    assert answer.text == "Average Salary of Machine Learning Engineers — Mid-Level: $120,000 [1]."
+    assert answer.text == "For Mid-Level, the table “Average Salary of Machine Learning Engineers” gives $120,000 [1]."
     assert answer.citations[0].chunk.section == "Average Salary of Machine Learning Engineers"
     assert "Mid-Level $120,000" in answer.citations[0].quotes
 

@@ -5,6 +5,7 @@ from advisor.chat import (
     MAX_HISTORY_MESSAGES,
     MAX_QUESTION_CHARS,
     Advisor,
+    _without_small_talk,
     bound_history,
     small_talk,
     split_message,
@@ -57,6 +58,10 @@ def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
         ("good morning, who am I talking to?", "about"),
         ("are you a real person?", "about"),
         ("who made you?", "about"),
+        ("heyyy", "greeting"),
+        ("hiii there", "greeting"),
+        ("okk thankss", "thanks"),
+        ("thanks, that really helped, gonna go think it over. bye!", "bye"),
     ],
 )
 def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most(message, kind):
@@ -70,6 +75,7 @@ def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most
         ("ok, how much do they make", "how much do they make"),
         ("yeah but is it stressful?", "but is it stressful?"),
         ("sure, and what about seniors?", "and what about seniors?"),
+        ("thanks so much, really. what do seniors earn?", "what do seniors earn?"),
     ],
 )
 def test_a_question_after_small_talk_words_is_still_a_question(message, question):
@@ -90,10 +96,37 @@ def test_a_greeting_before_a_long_message_keeps_its_question_apart_from_the_back
     assert "$85,000" in advisor.ask(message).text
 
 
+def test_small_talk_earlier_in_the_conversation_is_not_what_a_question_continues(advisor):
+    greeting = [{"role": "user", "content": "good morning, who am I talking to?"}, {"role": "assistant", "content": "Hi!"}]
+    asked = [{"role": "user", "content": "what do ML engineers earn?"}, {"role": "assistant", "content": "$85,000 [1]"}]
+    thanks = [{"role": "user", "content": "ok cool"}, {"role": "assistant", "content": "All right."}]
+    assert _without_small_talk(greeting + asked + thanks) == asked
+    question = "do I really need to code to do this job?"
+    assert advisor.ask(question, greeting).text == advisor.ask(question).text
+
+
 def test_a_one_word_piece_of_a_message_continues_the_question_before_it(advisor):
     answer = advisor.ask("What do entry-level ML engineers earn? And seniors?")
     first, second = answer.text.split("**And seniors?**")
     assert "$85,000" in first and "$170,000" in second
+
+
+def test_a_refusal_names_missing_words_only_when_the_answer_model_agrees_nothing_answers(advisor):
+    # The rules find "day" missing; the model reads a statement about the work as the answer, if not surely
+    # enough to overrule: the refusal stands but names no missing word.
+    answer = advisor.ask("what do they actually do all day")
+    assert answer.kind == "out_of_scope" and "don't mention" not in answer.text
+    assert "They don't mention “Brazil”" in advisor.ask("ML engineer salary in Brazil").text
+
+
+def test_a_sentence_one_question_of_a_message_was_answered_with_is_not_repeated_for_the_next(advisor):
+    answer = advisor.ask("I'm 47, am I too old? how many ML engineers are 45-54?")
+    first, second = answer.text.split("**how many ML engineers are 45-54?**")
+    assert answer.text.count("exhibit a wide age distribution") == 1 and "wide age distribution" in first
+    assert "12%" in second
+    # A question whose whole answer was given already gets it again: it is that question's answer.
+    repeated = advisor.ask("is ml engineering a stable career? job security?").text.split("**job security?**")[1]
+    assert "Job security is also comfortable" in repeated
 
 
 def test_an_employer_or_sector_the_documents_never_name_is_declined_by_name(advisor):
