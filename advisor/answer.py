@@ -483,7 +483,7 @@ def _listed_under(a: Statement, b: Statement) -> str:
     return ""
 
 
-def row_sentence(table: Table, i: int, shown: str) -> str:
+def _row_sentence(table: Table, i: int, shown: str) -> str:
     """A table row said on its own, in plain words naming its table, its cells as written and its figures last:
     "For Entry Level, the table “Average Salary of Machine Learning Engineers” gives $85,000", "In the table
     “World’s Top Industries …”, Manufacturing ranks fifth, at 12%"."""
@@ -520,7 +520,8 @@ def with_marker(statement: Statement, n: int) -> str:
     if unit.kind == "item" and unit.context and not statement.display:
         text = f"{unit.context.rstrip(':. ')}: {text}"
     elif unit.kind == "row" and unit.table is not None and unit.table.title and not statement.display.startswith("In "):
-        text = row_sentence(unit.table, unit.row, text)  # a computed reading in a sentence names its table itself
+        # A row alone, as a sentence naming its table (a computed reading, "In …, X is the highest", names it itself).
+        text = _row_sentence(unit.table, unit.row, text)
     text = clean(text).rstrip()
     if text and text[-1] in ".!?":
         return f"{text[:-1]} {marker}{text[-1]}"

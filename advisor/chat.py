@@ -742,6 +742,7 @@ _CITED = re.compile(r"[^\s].*?\[\d+\][.!?]?(?=\s|$)")  # prose up to and includi
 
 
 def _said(piece: str) -> str:
+    """A cited piece as compared with another: without its marker, spacing, case or final stop."""
     return " ".join(MARKER.sub("", piece).lower().split()).rstrip(".!?")
 
 

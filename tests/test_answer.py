@@ -72,6 +72,11 @@ def test_table_facts_come_out_readable(advisor):
     assert answer.text == "For Mid-Level, the table “Average Salary of Machine Learning Engineers” gives $120,000 [1]."
     assert answer.citations[0].chunk.section == "Average Salary of Machine Learning Engineers"
     assert "Mid-Level $120,000" in answer.citations[0].quotes
+    ranked = advisor.ask("where does manufacturing rank among industries hiring ML engineers")
+    title = "World’s Top Industries Employing Machine Learning Engineers"
+    assert ranked.text.startswith(f"In the table “{title}”, Manufacturing ranks fifth, at 12% [1].")
+    remark = advisor.ask("how many ML engineers are over 55")
+    assert remark.text == "For 55+, the table “Age Distribution of Machine Learning Engineers” gives 3% (over 55) [1]."
 
 
 def test_whole_tables_and_lists_come_out_as_short_lists(advisor):
