@@ -489,9 +489,10 @@ def _row_sentence(table: Table, i: int, shown: str) -> str:
     “World’s Top Industries …”, Manufacturing ranks fifth, at 12%"."""
     title = f"the table “{clean(table.title).rstrip(':. ')}”"
     row = table.rows[i] if 0 <= i < len(table.rows) else None
-    if row is None or not row.label or not row.values or not shown.startswith(row_text(table, i)):
+    written = row_text(table, i) if row is not None else ""
+    if row is None or not row.label or not row.values or not shown.startswith(written):
         return f"In {title}: {shown}"  # a row without a label: as shown
-    label, remark = clean(row.label), shown[len(row_text(table, i)) :]  # a computed remark: " (over 55)"
+    label, remark = clean(row.label), shown[len(written) :]  # a computed remark: " (over 55)"
     if table.ranked and row.rank is not None:
         place = _ORDINAL_WORDS.get(row.rank, f"number {row.rank}")
         return f"In {title}, {label} ranks {place}, at {', '.join(row.values)}{remark}"

@@ -33,7 +33,7 @@ from advisor.query import Query, content_words, lexicon_terms, message_text, val
 from advisor.retrieve import Retriever
 from advisor.spelling import COMMON, english_rank
 from advisor.train import previous_user
-from advisor.statements import Unit, clean
+from advisor.statements import Unit, clean, normalized
 from advisor.types import MARKER, Answer, Chunk, Citation, Hit
 
 log = logging.getLogger(__name__)
@@ -722,18 +722,19 @@ def _unrepeated(text: str, said: set[str]) -> str:
     """An answer to one question of several without the cited sentences an earlier answer already gave ("I'm 47,
     am I too old? how many are 45-54?" both find the age-distribution sentence); whole when it would be left with
     nothing, for then the repeat is this question's answer. Adds its sentences to ``said``."""
-    kept, dropped = [], False
+    kept, dropped, saying = [], False, []
     for line in text.split("\n"):
         if line.startswith("- ") or line.rstrip().endswith(":"):  # a list and its lead-in stay whole
             kept.append(line)
             continue
         pieces = _CITED.findall(line)
+        saying += map(_said, pieces)
         rest = _CITED.sub("", line).strip()
         fresh = [p for p in pieces if _said(p) not in said]
         dropped = dropped or len(fresh) < len(pieces)
         if fresh or rest or not pieces:
             kept.append(" ".join(p.strip() for p in [*fresh, rest] if p.strip()))
-    said.update(_said(p) for line in text.split("\n") for p in _CITED.findall(line))
+    said.update(saying)
     shorter = "\n".join(kept).strip()
     return shorter if dropped and shorter else text
 
@@ -742,8 +743,8 @@ _CITED = re.compile(r"[^\s].*?\[\d+\][.!?]?(?=\s|$)")  # prose up to and includi
 
 
 def _said(piece: str) -> str:
-    """A cited piece as compared with another: without its marker, spacing, case or final stop."""
-    return " ".join(MARKER.sub("", piece).lower().split()).rstrip(".!?")
+    """A cited piece as compared with another: without its marker or final stop, loosely (``normalized``)."""
+    return normalized(MARKER.sub("", piece)).rstrip(".!?")
 
 
 def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:
