@@ -120,7 +120,7 @@ _PADDING = frozenset(
     terms(
         "there help helpful much lot great good nice day everyone again all so very really mate man dude buddy "
         "appreciate appreciated today doing going well useful answer answers thing bot advisor helped actually gonna go "
-        "think over later now"
+        "think over later now thats youre"  # contractions typed without the apostrophe ("thanks thats helpful")
     )
 )
 

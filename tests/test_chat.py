@@ -62,6 +62,7 @@ def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
         ("hiii there", "greeting"),
         ("okk thankss", "thanks"),
         ("thanks, that really helped, gonna go think it over. bye!", "bye"),
+        ("thanks thats really helpful!!", "thanks"),
     ],
 )
 def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most(message, kind):
