@@ -120,11 +120,14 @@ _PADDING = frozenset(
     terms(
         "there help helpful much lot great good nice day everyone again all so very really mate man dude buddy "
         "appreciate appreciated today doing going well useful answer answers thing bot advisor helped actually gonna go "
-        "think over later now thats youre"  # contractions typed without the apostrophe ("thanks thats helpful")
+        "think over later now ai robot human person real "
+        "thats youre"  # contractions typed without the apostrophe ("thanks thats helpful")
     )
 )
 
 
+# A word in front of small talk that changes nothing ("wait, am I talking to a bot?", "um thanks").
+_FILLER = re.compile(r"^(wait|um+|uh+|oh+|so|btw|anyway)\b[\s,.!?;:-]*", re.I)
 _CLAUSE = re.compile(r"[^,.!?;:]+[,.!?;:]+\s*")  # words up to and including their punctuation
 
 
@@ -798,6 +801,10 @@ def small_talk(message: str) -> tuple[str | None, str]:
     while rest:
         kind = next(((k, m) for k, pattern in _SMALL_TALK if (m := pattern.match(rest))), None)
         if kind is None:
+            filler = _FILLER.match(rest)
+            if filler and any(pattern.match(rest[filler.end() :]) for _, pattern in _SMALL_TALK):
+                rest = rest[filler.end() :]
+                continue
             # A clause of padding between phrases ("thanks, that really helped, gonna go think it over. bye!").
             clause = _CLAUSE.match(rest)
             if said and clause and clause.end() < len(rest) and not set(terms(clause.group(0))) - _PADDING:

@@ -63,6 +63,9 @@ def test_small_talk_gets_a_friendly_reply_without_sources(advisor, message):
         ("okk thankss", "thanks"),
         ("thanks, that really helped, gonna go think it over. bye!", "bye"),
         ("thanks thats really helpful!!", "thanks"),
+        ("wait am i talking to a real person or a bot", "about"),
+        ("wait are you a real person or an AI?", "about"),
+        ("um thanks", "thanks"),
     ],
 )
 def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most(message, kind):
@@ -77,6 +80,8 @@ def test_small_talk_made_of_several_phrases_is_read_by_the_one_that_matters_most
         ("yeah but is it stressful?", "but is it stressful?"),
         ("sure, and what about seniors?", "and what about seniors?"),
         ("thanks so much, really. what do seniors earn?", "what do seniors earn?"),
+        ("so what do they earn", "so what do they earn"),
+        ("wait, ok so what about seniors?", "so what about seniors?"),
     ],
 )
 def test_a_question_after_small_talk_words_is_still_a_question(message, question):
