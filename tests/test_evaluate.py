@@ -243,6 +243,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
         (blind / "air-traffic-controllers-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "air-traffic-controllers", 60),
         (blind / "seeds-r14.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "archaeologists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "archaeologists", 60),
+        (blind / "seeds-r15.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "physicists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "physicists", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)
