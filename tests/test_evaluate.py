@@ -247,6 +247,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
         (blind / "physicists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "physicists", 60),
         (blind / "seeds-r16.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "librarians-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "librarians", 60),
+        (blind / "seeds-r17.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "glaziers-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "glaziers", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)
