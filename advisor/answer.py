@@ -257,6 +257,10 @@ def _table_reading(ranked: list[Statement], question: str) -> list[Statement] | 
     least = any(f" {m.group().lower()} " not in named for m in _LEAST.finditer(question))
     if not (ordinal or most or least or above or below):
         return None
+    if len(table.columns) > 2 and all(to_number(c) is not None for c in table.columns[1:]):
+        # Columns named by figures (percentiles, years): each row is a series, not one amount to rank, and "the
+        # top 10%" names a column, not the largest row.
+        return None
     rows = list(table.rows)
     picked: list[int] = []
     note = ""

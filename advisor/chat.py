@@ -25,7 +25,7 @@ from advisor.answer import (
 )
 from advisor.claims import check_reply, claims_of
 from advisor.config import Settings
-from advisor.facets import Facet, facets, named, statement_words
+from advisor.facets import Facet, as_the_corpus_names, facets, named, qualifiers, statement_words
 from advisor.judge import AnswerModel, get_answer_model
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
@@ -173,6 +173,11 @@ class Advisor:
         return "; ".join(titles[:6]) + ("; …" if len(titles) > 6 else "") if titles else "the documents in the corpus"
 
     @functools.cached_property
+    def qualifiers(self) -> frozenset[tuple[str, ...]]:
+        """The words the documents put before a job's head noun ("data" scientists), which say which job."""
+        return qualifiers(text for c in self.retriever.index.chunks.values() for text in (c.title, c.section, c.text))
+
+    @functools.cached_property
     def corpus_questions(self) -> list[str]:
         """Questions the documents answer, from their FAQ headings (headings that are questions), in corpus order,
         taking one from each document in turn so every document is represented."""
@@ -264,9 +269,15 @@ class Advisor:
             return self.decline(query, hits), query, hits
         # A question naming a job, place, employer or year is answered only by statements about it ("data scientists' pay"
         # is not answered by ML engineers' pay): the documents either say it or the reply says they don't.
-        asked = facets(query.question)
         vocabulary = self.retriever.lexical.df
+        asked = facets(query.question)
         judge = _Judge(self.answer_model, query, history, ranked[:JUDGED])  # the rules' best, before any restriction
+        said = as_the_corpus_names(asked, self.qualifiers, vocabulary)
+        if said != asked and judge.sure():
+            # A word before a job that the documents never put before one ("paid librarians", "the Census
+            # librarian job") tells how or where, unless it names another job ("product managers"): the model
+            # tells which, by reading one of the best statements surely as the answer (the overrule cut).
+            asked = said
         unmentioned = tuple(f.typed for f in asked if not f.known(vocabulary))
         restricted = False
         # These refusals are the rules' alone: the model reads a table's row about another job, country or year as
@@ -275,7 +286,7 @@ class Advisor:
         if any(not any(f.known(vocabulary) for f in asked if f.kind == kind) for kind in {f.kind for f in asked}):
             return self.decline(query, hits, unmentioned), query, hits
         if asked:
-            fitting = self._about(asked, query, ranked, passages, hits, vectors)
+            fitting = self._about(asked, query, history, ranked, passages, hits, vectors)
             if not fitting:
                 # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
                 # pay ML engineers?"), or every facet when they leave out none by itself.
@@ -340,13 +351,15 @@ class Advisor:
         self,
         asked: list[Facet],
         query: Query,
+        history: Sequence[dict[str, Any]],
         ranked: list[Statement],
         passages: list[Hit],
         hits: Sequence[Hit],
         vectors: list[np.ndarray],
     ) -> list[Statement]:
         """The ranked statements about the jobs, places and years the question names; empty when none of them
-        is about as close in meaning to the question as the best statement overall."""
+        is about as close in meaning to the question as the best statement overall, unless the answer model
+        reads one of them as the answer."""
         vocabulary = self.retriever.lexical.df
         fitting = [s for s in ranked if _names(s, asked, vocabulary)]
 
@@ -360,7 +373,11 @@ class Advisor:
             # The best passages are about another job or place: look through all the passages found.
             every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
             fitting = [s for s in every if _names(s, asked, vocabulary)]
-        return fitting if close(fitting) else []
+        if close(fitting):
+            return fitting
+        # A table's rows say it in figures, far in meaning from the words of the question ("librarians' pay in
+        # 2003" → "Colleges and universities: 20,850, $23.82, $49,540" on a page about librarians in 2003).
+        return fitting if fitting and _Judge(self.answer_model, query, history, fitting[:JUDGED]).answered() else []
 
     def _left_out(self, asked: list[Facet], query: Query, chosen: list[Statement]) -> tuple[str, ...]:
         """The jobs, places and years the question names that the chosen statements don't answer for: not named
@@ -861,6 +878,10 @@ class _Judge:
     def answered(self) -> bool:
         """Whether one of the statements answers the question."""
         return self._reaches(self.model.calibration.threshold)
+
+    def sure(self) -> bool:
+        """Whether one of the statements answers the question surely (the overrule cut), remembering nothing."""
+        return self._reaches(self.model.calibration.overrule)
 
     def overrules(self) -> bool:
         """Whether one of the statements answers the question surely enough to overrule a refusal (remembered)."""

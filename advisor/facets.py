@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -29,6 +29,9 @@ class Facet:
     typed: str  # as the user wrote it
     kind: str  # "job" | "place" | "sector" | "employer" | "year"
     variants: tuple[tuple[str, ...], ...]  # stem sequences; a text naming any one of them names the facet
+    # For a job with a word before its head ("data scientists"): the ways of saying that word, and the head alone.
+    modifier: tuple[tuple[str, ...], ...] = ()
+    head: str = ""
 
     def known(self, vocabulary: Container[str]) -> bool:
         """Whether the corpus uses every word of some way of saying it."""
@@ -105,6 +108,14 @@ def _named(text: str) -> list[tuple[int, Facet]]:
             found.append((m.start(), Facet(m.group(), kind, _variants(m.group()))))
     for m in _YEAR.finditer(text):
         found.append((m.start(), Facet(m.group(), "year", ((m.group(),),))))
+    found += _jobs(text)
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def _jobs(text: str) -> list[tuple[int, Facet]]:
+    """(where, facet) for each job ``text`` names by an occupation's head noun, with the word before it that says
+    which job (a job named as the asker's own left out)."""
+    found: list[tuple[int, Facet]] = []
     heads = {w.lower() for w in _lists()["occupations"]}
     levels = {w.lower() for w in _lists()["levels"]}
     words = list(_WORD.finditer(text))
@@ -124,10 +135,11 @@ def _named(text: str) -> list[tuple[int, Facet]]:
         modifier = _modifier(before)
         head = tuple(terms(m.group()))
         if modifier:
-            found.append((m.start(), Facet(f"{modifier} {m.group()}", "job", tuple(v + head for v in _variants(modifier)))))
+            said = _variants(modifier)
+            found.append((m.start(), Facet(f"{modifier} {m.group()}", "job", tuple(v + head for v in said), said, m.group())))
         else:
             found.append((m.start(), Facet(m.group(), "job", (head,))))
-    return sorted(found, key=lambda pair: pair[0])
+    return found
 
 
 _SENTENCE = re.compile(r"[^.?!\n]+[.?!\n]*")
@@ -141,6 +153,32 @@ def _about_the_asker(message: str) -> list[tuple[int, int]]:
     if not any(text.endswith("?") for _, _, text in sentences):
         return []
     return [(a, b) for a, b, text in sentences if not text.endswith("?") and _FIRST_PERSON.search(text)]
+
+
+def as_the_corpus_names(
+    asked: Sequence[Facet], qualifiers: Container[tuple[str, ...]], vocabulary: Container[str]
+) -> list[Facet]:
+    """The facets, each job said as a corpus would say it: the word before a job's head counts only when the
+    corpus itself puts it before a job's head ("data scientists"). Otherwise it tells where, how or who
+    ("paid librarians", "hires librarians", "the Census librarian job"), and the job is its head alone. A word the
+    corpus never uses at all still counts: a job the documents lack ("pediatric nurses") is one they don't cover."""
+    said: list[Facet] = []
+    for f in asked:
+        known = any(all(t in vocabulary for t in v) for v in f.modifier)
+        if f.head and known and not any(v in qualifiers for v in f.modifier):
+            f = Facet(f.head, "job", (tuple(terms(f.head)),))
+        said.append(f)
+    return said
+
+
+def qualifiers(texts: Iterable[str]) -> frozenset[tuple[str, ...]]:
+    """The words a corpus puts just before a job's head noun ("data" in "data scientists", "machine learning"
+    in "machine learning engineers"), as stem sequences: the words that, in its documents, say which job."""
+    found: set[tuple[str, ...]] = set()
+    for text in texts:
+        for _, f in _jobs(text):
+            found.update(f.modifier)
+    return frozenset(found)
 
 
 def _modifier(before: list[str]) -> str:
@@ -158,5 +196,9 @@ _US = re.compile(r"\bU\.S\.(?=\W|$)|\bUS\b")
 
 def statement_words(*texts: str) -> list[str]:
     """The stems a facet is looked for in: a statement, its heading, its document's title ("US" kept as "usa",
-    which the analyzer would otherwise drop as the pronoun "us")."""
-    return terms(_US.sub(" USA ", " | ".join(texts)))
+    which the analyzer would otherwise drop as the pronoun "us"). A "|" between the texts keeps a phrase from
+    running across two of them (a title "Librarian" after the line "U.S. Census Bureau" is no "bureau librarian")."""
+    stems: list[str] = []
+    for text in texts:
+        stems += [*terms(_US.sub(" USA ", text)), "|"]
+    return stems[:-1]

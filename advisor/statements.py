@@ -31,6 +31,8 @@ _ITEM_MARK = re.compile(r"^\s*(?:[•·▪◦‣●○■□➢➤✓✔]|[-*+](
 _VALUE = re.compile(r"(?:^|\s)((?:[+-]|[$€£₹¥]|[A-Z]{1,3}\$)?\s?\d[\d,]*(?:\.\d+)?\s?(?:%|k|K|bn|billion|million|thousand)?)$")
 _FIGURE = re.compile(r"(?:[+-]|[$€£₹¥]|[A-Z]{1,3}\$)?\s?\d[\d,]*(?:\.\d+)?\s?(?:%|k|K|bn|billion|million|thousand)?")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_DIGIT = re.compile(r"\d")
+_NOTE_MARK = re.compile(r"\(\d{1,2}\)")  # "wage (2)": a footnote's number, no figure
 _SEPARATOR_ROW = re.compile(r"^[\s|:+-]+$")
 
 
@@ -223,7 +225,40 @@ def parse_table(body: str, title: str) -> Table | None:
         return Table(title, header, columns, tuple(rows), ranked)
     ranked = header.lower().startswith(("rank ", "# ", "no. ")) or _numbered(rest)
     rows = [_flat_row(line, ranked) for line in rest]
-    return Table(title, header, (), tuple(rows), ranked)
+    if sum(bool(r.values) for r in rows) * 2 < len(rows):
+        rows = _fields(rows, body)
+    columns: tuple[str, ...] = ()
+    labelled = [i for i, r in enumerate(rows) if r.label and r.values and not _FIGURE.fullmatch(r.label)]
+    first = labelled[0] if labelled else next((i for i, r in enumerate(rows) if r.values), 0)
+    wrapped = "\n".join([header, *(r.line for r in rows[:first])])
+    if first and wrapped in body:
+        # A header wrapped over several lines ("Percentile 10% 25% 50%" / "(Median)" / "75% 90%"): its lines are
+        # no rows. When it names as many figures as every row gives, those name the columns.
+        header, rows = wrapped, rows[first:]
+        named = [clean(f.group()) for f in _FIGURE.finditer(_NOTE_MARK.sub("", wrapped))]
+        if all(len(r.values) == len(named) > 1 for r in rows):
+            columns = (clean(wrapped.split()[0]), *named)
+    return Table(title, header, columns, tuple(rows), ranked)
+
+
+def _fields(rows: list[Row], body: str) -> list[Row]:
+    """Rows of a list of fields, most with no figure: a field's name on one line and its figure on the next
+    ("Salary" / "$64,957 to - $122,459 per year") are one row, the name its label. Other lines stay rows of
+    their own: which of two lines of words names the other is not known ("Location" / "Harlow County")."""
+    paired: list[Row] = []
+    for row in rows:
+        previous = paired[-1] if paired else None
+        if (
+            previous is not None
+            and not _DIGIT.search(previous.line)
+            and "\n" not in previous.line
+            and _DIGIT.search(_NOTE_MARK.sub("", row.line))
+            and f"{previous.line}\n{row.line}" in body
+        ):
+            paired[-1] = Row(f"{previous.line}\n{row.line}", previous.label, (clean(row.line),))
+        else:
+            paired.append(row)
+    return paired
 
 
 def _cells(line: str) -> list[str]:

@@ -212,6 +212,20 @@ def test_a_refusal_that_names_another_job_stays_the_rules_own(advisor):
     assert answer.kind == "out_of_scope" and "$" not in answer.text
 
 
+def test_a_word_before_a_job_that_the_documents_never_put_there_is_not_taken_for_another_job(advisor):
+    # "need engineers" is no job the documents lack: the word before "engineers" is one the documents never put
+    # before a job, and the answer model surely reads a statement as the answer. "product managers" stays declined
+    # (above): the model reads nothing there as the answer.
+    answer = advisor.ask("machine learning is plug and play now, so why does it still need engineers?")
+    assert answer.grounded and "domain knowledge" in answer.text, answer.text
+
+
+def test_statements_about_what_was_named_answer_when_the_model_reads_one_as_the_answer(advisor):
+    # The industry table's row names both the job and the sector, but is far in meaning from the question's words.
+    answer = advisor.ask("how many ml engineers work in manufacturing")
+    assert answer.grounded and "Manufacturing" in answer.text and "12%" in answer.text, answer.text
+
+
 def test_questions_that_never_name_the_field_are_still_answered(advisor):
     juniors = advisor.ask("What do juniors earn?")
     assert juniors.grounded and "$85,000" in juniors.text
@@ -331,6 +345,29 @@ def test_a_documents_own_links_footnotes_and_bracketed_numbers_never_become_cita
         markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
         assert markers and markers <= {c.n for c in answer.citations}, (question, answer.text)
         assert "#fn" not in answer.text and "](" not in answer.text and "example.org" not in answer.text
+
+
+def test_a_job_postings_fields_and_a_wage_tables_wrapped_header_are_read_as_their_values(make_settings, embedder):
+    from advisor.index import build
+    from conftest import DATA
+
+    settings = make_settings(corpus_dir=DATA / "job-posting")
+    build(settings, embedder=embedder)
+    posting = Advisor(settings)
+    # The posting's overview gives each field's name on one line and its value on the next.
+    pay = posting.ask("harlow county surveyor salary range")
+    assert pay.grounded and "$58,200 to $81,400" in pay.text and "PS 7 - 9" not in pay.text, pay.text
+    grade = posting.ask("what pay grade is the county surveyor job")
+    assert grade.grounded and "PS 7 - 9" in grade.text and "$58,200" not in grade.text, grade.text
+    openings = posting.ask("how many openings are there for the surveyor job?")
+    assert openings.grounded and "gives 2" in openings.text and "$58,200" not in openings.text, openings.text
+    # The percentile header is wrapped over three lines; its figures name the columns.
+    top = posting.ask("what did the top 10% of surveyors earn in 2019")
+    assert top.grounded and "90%: $69,890" in top.text, top.text
+    # The masthead ("Harlow County / Department of Public Works / …") is no table.
+    assert not any(
+        "In the table" in posting.ask(q).text for q in ("who is hiring the land surveyor?", "which county department is it?")
+    )
 
 
 def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_refused(advisor):

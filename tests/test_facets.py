@@ -1,4 +1,4 @@
-from advisor.facets import facets, statement_words
+from advisor.facets import as_the_corpus_names, facets, qualifiers, statement_words
 from advisor.facets import named as named_in_text
 
 
@@ -63,3 +63,26 @@ def test_background_sentences_are_left_out_of_a_question_not_out_of_a_passage():
 
 def test_an_adverb_before_a_job_word_is_not_part_of_the_job():
     assert named("which certification ranks second in how often engineers hold it") == [("engineers", "job")]
+
+
+def test_a_word_before_a_job_counts_only_where_the_corpus_puts_such_words_before_jobs():
+    corpus = ["Data scientists and machine learning engineers earn more than librarians.", "Top paying employers"]
+    said = qualifiers(corpus)
+    assert ("data",) in said and ("machin", "learn") in said and ("pay",) not in said
+    vocabulary = {"data", "scientist", "librarian", "pay", "paid", "employ", "product", "machin", "learn", "engin"}
+
+    def as_said(question):
+        return [f.typed for f in as_the_corpus_names(facets(question), said, vocabulary)]
+
+    assert as_said("lowest paid librarians 2003") == ["librarians", "2003"]  # how, not which job
+    assert as_said("what do data scientists earn") == ["data scientists"]  # the corpus's own kind of job
+    assert as_said("what do ml engineers earn") == ["ml engineers"]  # said another way ("machine learning")
+    assert as_said("how much do product managers make") == ["managers"]  # dropped here; the model decides (chat)
+    assert as_said("pediatric librarians pay") == ["pediatric librarians"]  # a word the corpus never uses stays
+
+
+def test_a_phrase_is_never_named_across_a_statement_and_its_heading():
+    (job,) = facets("census bureau librarian pay")
+    assert job.typed == "bureau librarian"
+    assert not job.named_in(statement_words("U.S. Census Bureau", "Librarian"))
+    assert job.named_in(statement_words("The Census Bureau librarian answers questions", "Librarian"))

@@ -44,3 +44,32 @@ def test_a_paragraph_opening_with_a_question_is_an_faq_said_in_the_text():
     assert short.context == "Can analysts work from home?" and "Can analysts work from home?: Often, yes." in short.embed
     answer = next(u for u in units if u.kind == "answer")
     assert answer.context == "Can analysts work from home?" and "35%" in answer.text
+
+
+def test_a_field_list_pairs_each_name_with_the_figure_on_the_next_line():
+    # A job posting's overview: field names and values on alternate lines, most with no figure.
+    body = (
+        "Posting open\nSalary range\n$58,200 to $81,400 per year\nGrade\nPS 7 - 9\nLocation\nHarlow County\n"
+        "Openings\n2\nShift\nDays"
+    )
+    table = parse_table(body, "Overview")
+    rows = {r.label: r.values for r in table.rows}
+    assert rows["Salary range"] == ("$58,200 to $81,400 per year",) and rows["Grade"] == ("PS 7 - 9",)
+    assert rows["Openings"] == ("2",)
+    assert rows["Location"] == () and "Harlow County" in rows  # two names: which names which is not known
+    assert all(r.line in body for r in table.rows)
+
+
+def test_a_header_wrapped_over_lines_names_the_columns_by_its_figures():
+    body = (
+        "Percentile 10% 25% 50%\n(Median)\n75% 90%\n"
+        "Hourly $15.10 $18.40 $22.75 $27.90 $33.60\nYearly $31,400 $38,270 $47,320 $58,030 $69,890"
+    )
+    table = parse_table(body, "Wages")
+    assert table.header == "Percentile 10% 25% 50%\n(Median)\n75% 90%" and [r.label for r in table.rows] == ["Hourly", "Yearly"]
+    assert table.columns == ("Percentile", "10%", "25%", "50%", "75%", "90%")
+    yearly = units_of(chunk(f"Wages\n\n{body}"))
+    assert any(u.kind == "row" and u.text.startswith("Yearly — 10%: $31,400;") and "90%: $69,890" in u.text for u in yearly)
+    # A flattened table whose first line is its whole header is read as before.
+    plain = parse_table("Level Salary\nJunior $60,000\nSenior $90,000", "Pay")
+    assert plain.header == "Level Salary" and plain.columns == () and len(plain.rows) == 2
