@@ -191,6 +191,31 @@ def _lists_whole(chosen: list[Statement], ranked: list[Statement], budget: int) 
             kept = [c for c in out if not _introduces(c, s)]
             rest = [c for c in chosen[chosen.index(s) + 1 :] if not (c.hit is s.hit and c.unit.block == s.unit.block)]
             out = kept + [whole] if sum(c.words for c in kept + [whole] + rest) <= budget else kept + [s]
+    return _lead_ins_first(out)
+
+
+def _lead_ins_first(chosen: list[Statement]) -> list[Statement]:
+    """An item chosen before the sentence that introduces its list: that sentence, with the sentences chosen just
+    after it from its paragraph, comes first and the item follows it (said once, not as "lead-in: item" and then
+    the lead-in again). Two or more items said under their lead-in need no sentence repeating it."""
+    out = list(chosen)
+    for item in [s for s in chosen if s.unit.kind == "item"]:
+        if item not in out:
+            continue
+        at = out.index(item)
+        lead_in = next((c for c in out[at + 1 :] if _introduces(c, item)), None)
+        if lead_in is None:
+            continue
+        start = out.index(lead_in)
+        run = [lead_in]
+        for c in out[start + 1 :]:
+            if not (c.unit.kind == "sentence" and c.hit is lead_in.hit and c.unit.block == lead_in.unit.block):
+                break
+            run.append(c)
+        out = [c for c in out if c not in run]
+        siblings = [c for c in out if c.unit.kind == "item" and c.hit is item.hit and c.unit.block == item.unit.block]
+        if len(siblings) < 2:
+            out[at:at] = run
     return out
 
 
@@ -198,6 +223,7 @@ def _introduces(sentence: Statement, item: Statement) -> bool:
     """Whether ``sentence`` is the lead-in of the list ``item`` belongs to."""
     return (
         sentence.unit.kind == "sentence"
+        and item.unit.kind == "item"
         and sentence.hit is item.hit
         and bool(item.unit.context)
         and normalized(sentence.unit.text).startswith(normalized(item.unit.context))
@@ -439,13 +465,15 @@ def _choose(ranked: list[Statement], advice: bool) -> list[Statement]:
 
 def _overlaps(a: Statement, b: Statement) -> bool:
     """Whether two statements say the same thing (one inside the other, or the same list or table)."""
+    ta, tb = normalized(a.unit.text), normalized(b.unit.text)
+    if ta == tb:
+        return True  # a page that says a sentence twice ("need at least a master's degree …") is quoted once
     if a.hit.chunk.id == b.hit.chunk.id and a.unit.block == b.unit.block:
         if a.unit.kind in ("list", "table", "answer") or b.unit.kind in ("list", "table", "answer"):
             return True
         if a.unit.kind in ("item", "row") and b.unit.kind in ("item", "row"):
             return False
         return a.unit.position == b.unit.position
-    ta, tb = normalized(a.unit.text), normalized(b.unit.text)
     return ta in tb or tb in ta
 
 
@@ -466,6 +494,11 @@ def _render(chosen: list[Statement], hits: Sequence[Hit]) -> Answer:
             if not (i > 1 and _listed_under(chosen[i - 2], previous)):
                 pieces[-1] = f"{under} [{n}]:\n- {clean(previous.display or previous.unit.text)}"
             pieces[-1] += f"\n- {clean(statement.display or statement.unit.text)}"
+            continue
+        if i and chosen[i - 1].hit is statement.hit and any(_introduces(c, statement) for c in chosen[:i]):
+            # An item right after the sentences that introduce its list is listed under them, not said with its
+            # lead-in again (nor as a claim of its own: "Machine Learning is the same as AI" is a misconception).
+            pieces[-1] += f"\n- {clean(statement.unit.text)}"
             continue
         pieces.append(with_marker(statement, n))
     citations = []

@@ -461,6 +461,8 @@ class Advisor:
         lexical = self.retriever.lexical
         unseen = lexical.idf("\x00")  # the weight of a word no passage contains
         found = set().union(*(s.stems for s in statements))
+        # A row is said under its table's column names: "by percentile" is what the "Percentile" column gives.
+        found.update(t for s in statements if s.unit.table is not None for t in terms(" ".join(s.unit.table.columns)))
         typed = content_words(query.question)
         rank = {t: english_rank(w) for w in reversed(typed) for t in terms(w)}  # the word as typed, not its stem
         weights: dict[str, float] = {}
@@ -717,7 +719,16 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     hits: list[Hit] = []
     suggestions: list[str] = []
     said: set[str] = set()  # the cited sentences of the answers so far
+    asked: list[list[str]] = []  # the questions each piece answers
     for question, answer in parts:
+        # A question whose whole answer an earlier one already gave ("Is there a gender gap? How big?") is asked
+        # beside that one, not answered again under its own heading.
+        said_before = (i for i, piece in enumerate(pieces) if _said(answer.text) in _said(piece))
+        same = next(said_before, None) if answer.kind != "out_of_scope" else None
+        if same is not None:
+            asked[same].append(question)
+            hits += [h for h in answer.hits if h not in hits]
+            continue
         renumber: dict[int, int] = {}
         for c in answer.citations:
             if c.chunk.id not in number:
@@ -731,11 +742,13 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
         text = MARKER.sub(lambda m, renumber=renumber: f"[{renumber.get(int(m.group(1)), int(m.group(1)))}]", answer.text)
         # One list of what the documents cover is enough, below; a sentence said for an earlier question, once.
         text = text.split(" They are about:")[0] if answer.kind == "out_of_scope" else _unrepeated(text, said)
-        pieces.append(f"**{question}**\n{text}")
+        pieces.append(text)
+        asked.append([question])
         hits += [h for h in answer.hits if h not in hits]
         suggestions += [s for s in answer.suggestions if s not in suggestions and f"- {s}" in text]
     kind = "answer" if citations else "out_of_scope"
-    return Answer("\n\n".join(pieces), tuple(citations), kind=kind, hits=tuple(hits), suggestions=tuple(suggestions))
+    text = "\n\n".join(f"**{' '.join(questions)}**\n{piece}" for questions, piece in zip(asked, pieces))
+    return Answer(text, tuple(citations), kind=kind, hits=tuple(hits), suggestions=tuple(suggestions))
 
 
 def _unrepeated(text: str, said: set[str]) -> str:

@@ -120,25 +120,27 @@ def _jobs(text: str) -> list[tuple[int, Facet]]:
     levels = {w.lower() for w in _lists()["levels"]}
     words = list(_WORD.finditer(text))
     for i, m in enumerate(words):
-        if m.group().lower() not in heads or _BACKGROUND.search(text[: m.start()]):
+        # A job that ends a sentence ("… than librarians.") is matched without its full stop.
+        word = m.group().rstrip(".")
+        if word.lower() not in heads or _BACKGROUND.search(text[: m.start()]):
             continue
         # The words just before the head say which job it is ("data scientist", "machine learning engineer");
-        # a level ("senior") or a function word ends them.
+        # a level ("senior"), a function word or the end of a sentence ends them.
         before: list[str] = []
         nxt = m
         for w in reversed(words[max(0, i - 3) : i]):
             lowered = w.group().lower()
-            if lowered in STOPWORDS or lowered in levels or text[w.end() : nxt.start()].strip():
+            if lowered in STOPWORDS or lowered in levels or lowered.endswith(".") or text[w.end() : nxt.start()].strip():
                 break
             before.insert(0, w.group())
             nxt = w
         modifier = _modifier(before)
-        head = tuple(terms(m.group()))
+        head = tuple(terms(word))
         if modifier:
             said = _variants(modifier)
-            found.append((m.start(), Facet(f"{modifier} {m.group()}", "job", tuple(v + head for v in said), said, m.group())))
+            found.append((m.start(), Facet(f"{modifier} {word}", "job", tuple(v + head for v in said), said, word)))
         else:
-            found.append((m.start(), Facet(m.group(), "job", (head,))))
+            found.append((m.start(), Facet(word, "job", (head,))))
     return found
 
 

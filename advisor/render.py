@@ -354,7 +354,11 @@ def _text_table_html(text: str, marked: list[bool], start: int, end: int) -> str
     if table is None or not all(row.values and all(_FIGURE.fullmatch(v) for v in row.values) for row in table.rows):
         return None  # only lines of a label and figures are shown as a table; other text stays text
     width = 1 + max(len(row.values) for row in table.rows)
-    out = [f'<tr><th colspan="{width}">{html.escape(table.header)}</th></tr>']
+    names = _header_cells(table.header, table.columns) if len(table.columns) == width else []
+    if names:
+        out = ["<tr>" + "".join(f"<th>{html.escape(name)}</th>" for name in names) + "</tr>"]
+    else:
+        out = [f'<tr><th colspan="{width}">{html.escape(table.header)}</th></tr>']
     position = start
     for row in table.rows:
         at = text.find(row.line, position, end)
@@ -364,6 +368,18 @@ def _text_table_html(text: str, marked: list[bool], start: int, end: int) -> str
         cells = [html.escape(c) for c in [label, *row.values] + [""] * (width - 1 - len(row.values))]
         out.append("<tr>" + "".join(f"<td><mark>{c}</mark></td>" if quoted and c else f"<td>{c}</td>" for c in cells) + "</tr>")
     return f'<table class="src-table">{"".join(out)}</table>'
+
+
+def _header_cells(header: str, columns: Sequence[str]) -> list[str]:
+    """A header's text cut where each column's name begins (a name wrapped over lines keeps its other lines:
+    "50% (Median)"); [] when the names are not found in order."""
+    starts: list[int] = []
+    for name in columns:
+        found = re.compile(rf"(?<!\S){re.escape(name)}(?!\S)").search(header, starts[-1] + 1 if starts else 0)
+        if found is None:
+            return []
+        starts.append(found.start())
+    return [" ".join(header[a:b].split()) for a, b in zip(starts, [*starts[1:], len(header)])]
 
 
 def _table_html(text: str, marked: list[bool], rows: list[tuple[int, int]]) -> str:

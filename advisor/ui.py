@@ -81,6 +81,8 @@ details.{render.SOURCES_CLASS} > summary {{cursor: pointer; font-weight: 600; ma
 #chat li:has(> a[href="{render.ASK}"]) {{list-style: none; margin-left: -1em}}
 #download-chat {{max-width: 180px}}
 table.{render.TABLE_CLASS} td {{padding: 4px 12px}}
+/* A cell wraps between words only ("$63,400" never splits over lines); a wide table scrolls sideways. */
+.src-table th, .src-table td, table.{render.TABLE_CLASS} td {{overflow-wrap: normal; word-break: normal}}
 @media (max-width: {PHONE}px) {{
   #side-sources, #side-title {{display: none !important}}
   #chat {{height: 52vh !important; max-height: 52vh !important}}

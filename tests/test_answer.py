@@ -3,11 +3,12 @@ from dataclasses import replace
 
 import pytest
 
-from advisor.answer import Statement, verify
+from advisor.answer import Statement, compose, verify
 from advisor.statements import Unit, normalized
 from advisor.chat import Advisor
 from advisor.config import PROJECT_ROOT
 from advisor.evaluate import read_golden
+from advisor.types import Chunk, Hit
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,29 @@ def test_typos_and_terse_keyword_queries_are_answered(advisor):
     assert skills.grounded and ("Python" in skills.text or "programming" in skills.text)
     senior = advisor.ask("ml eng salary senior")
     assert senior.grounded and "$170,000" in senior.text
+
+
+def test_a_sentence_a_page_says_twice_is_quoted_once():
+    passage = "You need a master's degree. Some have a Ph.D. You need a master's degree."
+    hit = Hit(Chunk(1, "corpus/guide.txt", "Guide", "Education", passage, 0, len(passage)), 1.0, 1)
+
+    def sentence(text, position, score):
+        return Statement(Unit(1, "sentence", text, (text,), "", text, 0, position), hit, score, score, score)
+
+    ranked = [sentence("Some have a Ph.D.", 1, 0.9), sentence("You need a master's degree.", 0, 0.8)]
+    ranked.append(sentence("You need a master's degree.", 2, 0.8))
+    answer, _ = compose(ranked, [hit], "do you need a phd?")
+    assert answer.text.startswith("Some have a Ph.D") and answer.text.count("master's degree") == 1, answer.text
+
+
+def test_only_a_list_item_is_listed_under_the_sentence_before_it():
+    passage = "Technicians testify in court. Analysts study computer crimes."
+    hit = Hit(Chunk(1, "corpus/guide.txt", "Guide", "Technicians", passage, 0, len(passage)), 1.0, 1)
+    first, second = "Technicians testify in court.", "Analysts study computer crimes."
+    # The second sentence stands under the heading "Technicians", which the first sentence begins with.
+    ranked = [
+        Statement(Unit(1, "sentence", first, (first,), "Technicians", first, 0, 0), hit, 0.9, 0.9, 0.9),
+        Statement(Unit(1, "sentence", second, (second,), "Technicians", second, 0, 1), hit, 0.8, 0.8, 0.8),
+    ]
+    answer, _ = compose(ranked, [hit], "what do technicians do?")
+    assert answer.text == "Technicians testify in court [1]. Analysts study computer crimes [1].", answer.text

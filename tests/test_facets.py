@@ -86,3 +86,10 @@ def test_a_phrase_is_never_named_across_a_statement_and_its_heading():
     assert job.typed == "bureau librarian"
     assert not job.named_in(statement_words("U.S. Census Bureau", "Librarian"))
     assert job.named_in(statement_words("The Census Bureau librarian answers questions", "Librarian"))
+
+
+def test_a_job_that_ends_a_sentence_is_named_and_the_sentence_before_says_nothing_of_it():
+    text = "Analysts earn less than school librarians. Data scientists earn more."
+    assert [f.typed for f in named_in_text(text)] == ["Analysts", "school librarians", "Data scientists"]
+    # "librarians." ends a sentence: it is no word before the next job.
+    assert qualifiers(["Most work as librarians. Census analysts answer questions."]) == {("census",)}

@@ -151,3 +151,11 @@ def test_a_plain_text_table_of_labels_and_figures_is_shown_as_a_table_with_its_q
     assert shown.endswith("<p>This table shows pay.</p>")
     prose = "Pilots fly planes for 20 years\nand earn well after 5 moves"  # two lines with numbers: still text
     assert "<table" not in render.passage_html(prose, ())
+
+
+def test_a_header_wrapped_over_lines_is_shown_as_its_column_names():
+    passage = "Percentile 10% 25% 50%\n(Median)\n75% 90%\nAnnual Wage $31,400 $38,270 $47,320 $58,030 $69,890"
+    shown = render.passage_html(passage, ())
+    header = "".join(f"<th>{name}</th>" for name in ("Percentile", "10%", "25%", "50% (Median)", "75%", "90%"))
+    assert f"<tr>{header}</tr>" in shown, shown
+    assert "<td>Annual Wage</td><td>$31,400</td>" in shown
