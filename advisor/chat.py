@@ -25,7 +25,7 @@ from advisor.answer import (
 )
 from advisor.claims import check_reply, claims_of
 from advisor.config import Settings
-from advisor.facets import Facet, as_the_corpus_names, facets, named, qualifiers, statement_words
+from advisor.facets import Facet, as_the_corpus_names, asked_part, facets, named, qualifiers, statement_words
 from advisor.judge import AnswerModel, get_answer_model
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
@@ -385,9 +385,12 @@ class Advisor:
         engineer and data scientist salaries" when only the ML engineers' statements give pay)."""
         vocabulary = self.retriever.lexical.df
         left = tuple(f.typed for f in asked if not any(_names(s, [f], vocabulary) for s in chosen))
-        if len(asked) > 1 and not left and not any(s.display for s in chosen):
+        # A comparison names two things of a kind (two jobs, two places, two years); a job and a sector ("ML
+        # engineers in finance") are one subject, which a statement naming both answers for.
+        compared = [f for f in asked if sum(g.kind == f.kind for g in asked) > 1]
+        if compared and not left and not any(s.display for s in chosen):
             facet_words = {t for f in asked for v in f.variants for t in v}
-            for f in asked:
+            for f in compared:
                 about = [s for s in chosen if _names(s, [f], vocabulary)]
                 lacking = self._uncovered(query, *about, specific=True)[1]
                 if lacking.share >= MISSING and set(terms(" ".join(lacking.words))) - facet_words:
@@ -494,8 +497,12 @@ class Advisor:
                     missing.add(term)
         total = sum(weights.values()) or 1.0
 
+        # What the asker tells about themselves ("I was an army medic.") weighs as it does, but is never named as
+        # what the documents don't cover: it is not what they ask the documents about.
+        told = set(terms(query.question)) - set(terms(asked_part(query.question)))
+
         def share(chosen: set[str]) -> _Share:
-            words = [w for w in typed if set(terms(w)) & chosen]
+            words = [w for w in typed if set(terms(w)) & chosen and not set(terms(w)) <= told]
             return _Share(sum(weights[t] for t in chosen) / total, tuple(dict.fromkeys(words)))
 
         return share(unknown), share(missing)
@@ -818,7 +825,11 @@ def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
 
 
 def _quoted(words: tuple[str, ...]) -> str:
-    shown = [f"“{w}”" for w in words[:4]]
+    """Up to four words, each once, as the reply names them: "“finance”", "“Lagos” or “Nigeria”"."""
+    once: dict[str, str] = {}
+    for w in words:
+        once.setdefault(w.casefold(), w)  # the first spelling of each word
+    shown = [f"“{w}”" for w in once.values()][:4]
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 

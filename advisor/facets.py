@@ -148,6 +148,13 @@ _SENTENCE = re.compile(r"[^.?!\n]+[.?!\n]*")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|i've|i'd|my|me|we|we're|our)\b", re.IGNORECASE)
 
 
+def asked_part(message: str) -> str:
+    """The message without its sentences about the asker ("I was an army medic. Can ML engineers work in
+    healthcare?" -> "Can ML engineers work in healthcare?")."""
+    told = _about_the_asker(message)
+    return " ".join(message[a:b] for a, b in zip([0] + [b for _, b in told], [a for a, _ in told] + [len(message)]))
+
+
 def _about_the_asker(message: str) -> list[tuple[int, int]]:
     """Spans of a message's sentences that tell about the asker rather than ask ("I'm an analyst at a retail
     company. Should I …?"): what they name is background. Only in a message that asks in a sentence of its own."""

@@ -209,4 +209,6 @@ def build_query(
 
 def content_words(text: str) -> list[str]:
     """The question's words as typed, without stopwords (for naming what the documents don't cover)."""
-    return [w for w in re.findall(r"[A-Za-z][\w'’.-]*", text) if w.lower() not in STOPWORDS]
+    # A full stop that ends a sentence is not part of its last word ("medic."); one inside a word is ("U.S.").
+    words = (w if "." in w[:-1] else w.rstrip(".") for w in re.findall(r"[A-Za-z][\w'’.-]*", text))
+    return [w for w in words if w.lower() not in STOPWORDS]

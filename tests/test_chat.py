@@ -5,6 +5,7 @@ from advisor.chat import (
     MAX_HISTORY_MESSAGES,
     MAX_QUESTION_CHARS,
     Advisor,
+    _quoted,
     _without_small_talk,
     bound_history,
     small_talk,
@@ -223,6 +224,18 @@ def test_a_word_before_a_job_that_the_documents_never_put_there_is_not_taken_for
     # which are said once.
     assert answer.text.count("Some people believe") == 1, answer.text
     assert "misconception that oversimplifies the complexity" in answer.text.split("\n- Machine Learning Engineers need")[0]
+
+
+def test_a_reply_names_each_word_once():
+    assert _quoted(("finance", "ML engineers", "Finance")) == "“finance” or “ML engineers”"
+
+
+def test_a_note_never_names_the_documents_own_job_nor_what_the_asker_tells_about_themselves(advisor):
+    # A job and a sector are one subject, not a comparison: the statement naming both answers for both.
+    finance = advisor.ask("I'm an accountant at a bank. what kind of stuff do ML engineers build in finance?")
+    assert finance.grounded and "finance" in finance.text and "don't say" not in finance.text, finance.text
+    medic = advisor.ask("I was a army medic. Can ML engineers work in healthcare and what would they do there?")
+    assert medic.grounded and "healthcare" in medic.text and "don't say" not in medic.text, medic.text
 
 
 def test_statements_about_what_was_named_answer_when_the_model_reads_one_as_the_answer(advisor):

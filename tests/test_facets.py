@@ -1,4 +1,4 @@
-from advisor.facets import as_the_corpus_names, facets, qualifiers, statement_words
+from advisor.facets import as_the_corpus_names, asked_part, facets, qualifiers, statement_words
 from advisor.facets import named as named_in_text
 
 
@@ -93,3 +93,10 @@ def test_a_job_that_ends_a_sentence_is_named_and_the_sentence_before_says_nothin
     assert [f.typed for f in named_in_text(text)] == ["Analysts", "school librarians", "Data scientists"]
     # "librarians." ends a sentence: it is no word before the next job.
     assert qualifiers(["Most work as librarians. Census analysts answer questions."]) == {("census",)}
+
+
+def test_the_part_of_a_message_that_asks_leaves_out_what_the_asker_tells_about_themselves():
+    assert (
+        asked_part("I was an army medic. Can ML engineers work in healthcare?").strip() == "Can ML engineers work in healthcare?"
+    )
+    assert asked_part("what do ML engineers earn?") == "what do ML engineers earn?"

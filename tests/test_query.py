@@ -1,4 +1,14 @@
-from advisor.query import HISTORY_WEIGHT, OWN_WEIGHT, SYNONYM_WEIGHT, build_query, is_followup, lexicon, message_text, synonyms
+from advisor.query import (
+    HISTORY_WEIGHT,
+    OWN_WEIGHT,
+    SYNONYM_WEIGHT,
+    build_query,
+    content_words,
+    is_followup,
+    lexicon,
+    message_text,
+    synonyms,
+)
 
 
 def history(*questions):
@@ -50,3 +60,8 @@ def test_message_text_reads_strings_and_content_blocks():
     assert message_text("hi") == "hi"
     assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a b"
     assert message_text(None) == ""
+
+
+def test_the_words_named_as_uncovered_are_said_without_the_full_stop_that_ends_their_sentence():
+    words = content_words("I was an army medic. Is U.S. pay high? Ph.D. needed?")
+    assert words == ["army", "medic", "U.S.", "pay", "high", "Ph.D.", "needed"]
