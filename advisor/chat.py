@@ -728,14 +728,14 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
     said: set[str] = set()  # the cited sentences of the answers so far
     asked: list[list[str]] = []  # the questions each piece answers
     for question, answer in parts:
+        hits += [h for h in answer.hits if h not in hits]
         # A question whose whole answer an earlier one already gave ("Is there a gender gap? How big?") is asked
         # beside that one, not answered again under its own heading.
-        said_before = (i for i, piece in enumerate(pieces) if _said(answer.text) in _said(piece))
-        same = next(said_before, None) if answer.kind != "out_of_scope" else None
-        if same is not None:
-            asked[same].append(question)
-            hits += [h for h in answer.hits if h not in hits]
-            continue
+        if answer.kind != "out_of_scope":
+            same = next((i for i, piece in enumerate(pieces) if _said(answer.text) in _said(piece)), None)
+            if same is not None:
+                asked[same].append(question)
+                continue
         renumber: dict[int, int] = {}
         for c in answer.citations:
             if c.chunk.id not in number:
@@ -751,7 +751,6 @@ def _merge(parts: list[tuple[str, Answer]]) -> Answer:
         text = text.split(" They are about:")[0] if answer.kind == "out_of_scope" else _unrepeated(text, said)
         pieces.append(text)
         asked.append([question])
-        hits += [h for h in answer.hits if h not in hits]
         suggestions += [s for s in answer.suggestions if s not in suggestions and f"- {s}" in text]
     kind = "answer" if citations else "out_of_scope"
     text = "\n\n".join(f"**{' '.join(questions)}**\n{piece}" for questions, piece in zip(asked, pieces))

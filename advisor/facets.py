@@ -75,6 +75,7 @@ def _name_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple((phrase_pattern(name, capitals), kind) for name, kind, capitals in sorted(named, key=lambda n: -len(n[0])))
 
 
+@functools.lru_cache(maxsize=4096)  # the same words recur in every passage a corpus's qualifiers are read from
 def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:
     """Stem sequences meaning ``phrase``: itself and the phrases of its lexicon group ("UK" -> "united kingdom")."""
     found = [tuple(terms(phrase)) or (phrase.lower(),)]
@@ -112,12 +113,18 @@ def _named(text: str) -> list[tuple[int, Facet]]:
     return sorted(found, key=lambda pair: pair[0])
 
 
+@functools.lru_cache(maxsize=1)
+def _job_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(occupations' head nouns, levels), lower case, from advisor/data/facets.txt."""
+    lists = _lists()
+    return frozenset(w.lower() for w in lists["occupations"]), frozenset(w.lower() for w in lists["levels"])
+
+
 def _jobs(text: str) -> list[tuple[int, Facet]]:
     """(where, facet) for each job ``text`` names by an occupation's head noun, with the word before it that says
     which job (a job named as the asker's own left out)."""
     found: list[tuple[int, Facet]] = []
-    heads = {w.lower() for w in _lists()["occupations"]}
-    levels = {w.lower() for w in _lists()["levels"]}
+    heads, levels = _job_words()
     words = list(_WORD.finditer(text))
     for i, m in enumerate(words):
         # A job that ends a sentence ("… than librarians.") is matched without its full stop.
