@@ -76,6 +76,17 @@ _ADVICE = re.compile(
     re.IGNORECASE,
 )
 _QUESTION = re.compile(r"[^.?!\n]*\?")
+# A request to write or go over the asker's own papers ("Can you write my CV?", "please review my cover letter"):
+# no document answers it, whatever the job it names, so the reply says what this tool does instead.
+_REQUEST = re.compile(
+    r"(?:^|[.!?]\s+)\W*(?:(?:can|could|would|will) (?:you|u)\s+(?:please\s+|pls\s+)?|please\s+|pls\s+|"
+    r"i (?:need|want) you to\s+|help me\s+)?"
+    r"(?P<verb>write|draft|rewrite|redo|review|proofread|edit|check|fix|improve|polish|create|make|prepare|tailor)"
+    r"\s+(?:up\s+)?(?:me\s+(?:a|an|my)?|a|an|my)\s*(?:[\w-]+\s+){0,3}?"
+    r"(?P<thing>cv|resume|résumé|cover letter|personal statement|statement of purpose|motivation letter|"
+    r"linkedin(?: profile)?|application|essay|portfolio)s?\b",
+    re.IGNORECASE,
+)
 _ASKS_FOR_QUESTIONS = re.compile(r"\b(questions?|ask|asks|asked|asking)\b", re.IGNORECASE)  # "what do interviews ask?"
 
 # Small talk, phrase by phrase: a message made only of these ("ok cool thanks", "good morning, who am I talking
@@ -253,6 +264,9 @@ class Advisor:
     def _answer(self, question: str, history: Sequence[dict[str, Any]], background: str) -> tuple[Answer, Query, list[Hit]]:
         """The composed (no-LLM) answer to one question, the query it was read as, and the passages found."""
         query = self._query(question, history, background)
+        request = _REQUEST.search(question)
+        if request:
+            return self.cannot_write(request["verb"], request["thing"], query), query, []
         hits = self.retriever.search(query, max(self.settings.top_k, PASSAGES))
         if not hits:
             return self.decline(query), query, hits
@@ -573,6 +587,18 @@ class Advisor:
             f" You could ask:\n{self._listed(suggestions)}" if suggestions else ""
         )
         return Answer(text, kind="out_of_scope", hits=tuple(hits), suggestions=tuple(suggestions))
+
+    def cannot_write(self, verb: str, thing: str, query: Query) -> Answer:
+        """The reply to a request to write or go over the asker's own papers: what this tool does instead, and
+        questions its documents answer that may help with them."""
+        verb = verb.lower()
+        whose = "a" if verb in ("write", "draft", "create", "make", "prepare") else "your"
+        suggestions = self.suggestions(query.question)
+        text = (
+            f"I can't {verb} {whose} {thing} for you: I only answer questions from my documents ({self.scope}) and "
+            "cite the passages I use."
+        ) + (f" What they say may help with it. You could ask:\n{self._listed(suggestions)}" if suggestions else "")
+        return Answer(text, kind="out_of_scope", suggestions=tuple(suggestions))
 
     def _written(
         self,

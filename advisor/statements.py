@@ -11,7 +11,7 @@ from advisor.blocks import parse_blocks
 from advisor.types import MARKER, Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
-STATEMENTS_VERSION = 7
+STATEMENTS_VERSION = 8
 
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
@@ -150,6 +150,10 @@ def _paragraph_units(chunk_id: int, body: str, heading: str, b: int) -> Iterator
         yield Unit(chunk_id, "answer", said, tuple(rest), asked, f"{asked} {said}", b)
     for i, group in enumerate(groups):
         said = clean(" ".join(group))
+        if len(said.split()) < 2 and not _DIGIT.search(said) and not (question or asked):
+            # A lone word ("Genetic" where a page's excerpt was cut, "Pennsylvania" left of a map) says nothing,
+            # unless it answers a question ("Yes." under an FAQ heading).
+            continue
         context = asked if asked and i else heading
         yield Unit(chunk_id, "sentence", said, tuple(group), context, f"{context}: {said}" if context else said, b, i)
 

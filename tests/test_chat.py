@@ -402,6 +402,22 @@ def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_ref
     assert greeting.kind == "chitchat" and greeting.suggestions and f"- {greeting.suggestions[0]}" in greeting.text
 
 
+@pytest.mark.parametrize(
+    "message, reply",
+    [
+        ("Can you write my CV for an ML engineer job? I did 20 years in retail.", "I can't write a CV for you"),
+        ("I was a line cook for 12 years. Could you please write me a cover letter?", "I can't write a cover letter"),
+        ("pls review my resume", "I can't review your resume"),
+    ],
+)
+def test_a_request_to_write_the_askers_papers_is_declined_with_what_the_tool_does_instead(advisor, message, reply):
+    answer = advisor.ask(message)
+    assert answer.kind == "out_of_scope" and not answer.citations and answer.suggestions
+    assert answer.text.startswith(reply) and "only answer questions from my documents" in answer.text
+    # Asking what goes into one is a question the documents may answer.
+    assert advisor.ask("What skills should I put on my CV for an ML engineer job?").grounded
+
+
 def test_the_readmes_examples_and_the_example_questions_get_the_fact_they_ask_for(advisor):
     # The README's terminal example and the page's pay example: figures first, not the FAQ's "job security" line.
     for question in ("What do ML engineers earn?", "How Much Money Do ML Engineers Make?"):

@@ -73,3 +73,11 @@ def test_a_header_wrapped_over_lines_names_the_columns_by_its_figures():
     # A flattened table whose first line is its whole header is read as before.
     plain = parse_table("Level Salary\nJunior $60,000\nSenior $90,000", "Pay")
     assert plain.header == "Level Salary" and plain.columns == () and len(plain.rows) == 2
+
+
+def test_a_lone_word_is_no_statement_unless_it_answers_a_question():
+    cut = units_of(chunk("## Courses\n\nGenetic", section="Program › Courses"))
+    assert not [u for u in cut if u.kind == "sentence"]  # a page excerpt cut after its first word
+    faq = units_of(chunk("Yes.", section="Guide › Is a degree needed?"))
+    assert [u.text for u in faq if u.kind == "sentence"] == ["Yes."]
+    assert [u.text for u in units_of(chunk("2023")) if u.kind == "sentence"] == ["2023"]
