@@ -189,6 +189,37 @@ class Advisor:
         return qualifiers(text for c in self.retriever.index.chunks.values() for text in (c.title, c.section, c.text))
 
     @functools.cached_property
+    def _places_by_document(self) -> dict[str, frozenset[frozenset[tuple[str, ...]]]]:
+        """The places each document names anywhere (title, headings, text), each as its set of ways of saying it."""
+        found: dict[str, set[frozenset[tuple[str, ...]]]] = {}
+        for c in self.retriever.index.chunks.values():
+            places = found.setdefault(c.source, set())
+            named_here = (f for text in (c.title, c.section, c.text) for f in named(text))
+            places.update(frozenset(f.variants) for f in named_here if f.kind == "place")
+        return {source: frozenset(places) for source, places in found.items()}
+
+    @functools.cached_property
+    def home_place(self) -> frozenset[tuple[str, ...]]:
+        """The corpus's own country or region: the place more of its documents name than any other (the United
+        States for pages of U.S. agencies), or none when two places tie. Its documents give their figures for it
+        without saying so on every line ("Number of Jobs, 2016: 3,100")."""
+        counts: dict[frozenset[tuple[str, ...]], int] = {}
+        for places in self._places_by_document.values():
+            for place in places:
+                counts[place] = counts.get(place, 0) + 1
+        ranked = sorted(counts.values(), reverse=True)
+        if not ranked or (len(ranked) > 1 and ranked[0] == ranked[1]):
+            return frozenset()
+        return max(counts, key=counts.__getitem__)
+
+    def _names(self, statement: Statement, asked: Sequence[Facet]) -> bool:
+        """Whether a statement is about what the question names (see ``_names``); one in a document that names
+        no place but the corpus's own is about that place."""
+        home = self.home_place
+        at_home = bool(home) and self._places_by_document.get(statement.hit.chunk.source, frozenset()) <= {home}
+        return _names(statement, asked, self.retriever.lexical.df, home if at_home else frozenset())
+
+    @functools.cached_property
     def corpus_questions(self) -> list[str]:
         """Questions the documents answer, from their FAQ headings (headings that are questions), in corpus order,
         taking one from each document in turn so every document is represented."""
@@ -305,7 +336,7 @@ class Advisor:
                 # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
                 # pay ML engineers?"), or every facet when they leave out none by itself.
                 known = [f for f in asked if f.known(vocabulary)]
-                lacking = [f for f in known if not any(_names(s, [f], vocabulary) for s in ranked[:PASSAGES])]
+                lacking = [f for f in known if not any(self._names(s, [f]) for s in ranked[:PASSAGES])]
                 return self.decline(query, hits, unmentioned, not_about=tuple(f.typed for f in lacking or known)), query, hits
             restricted, ranked = fitting[0] is not ranked[0], fitting
         # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
@@ -374,8 +405,7 @@ class Advisor:
         """The ranked statements about the jobs, places and years the question names; empty when none of them
         is about as close in meaning to the question as the best statement overall, unless the answer model
         reads one of them as the answer."""
-        vocabulary = self.retriever.lexical.df
-        fitting = [s for s in ranked if _names(s, asked, vocabulary)]
+        fitting = [s for s in ranked if self._names(s, asked)]
 
         def close(found: list[Statement]) -> bool:
             # A follow-up naming only a place or job ("And in Germany?") means little by itself: any statement
@@ -386,7 +416,7 @@ class Advisor:
         if not close(fitting) and wider:
             # The best passages are about another job or place: look through all the passages found.
             every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
-            fitting = [s for s in every if _names(s, asked, vocabulary)]
+            fitting = [s for s in every if self._names(s, asked)]
         if close(fitting):
             return fitting
         # A table's rows say it in figures, far in meaning from the words of the question ("librarians' pay in
@@ -397,15 +427,14 @@ class Advisor:
         """The jobs, places and years the question names that the chosen statements don't answer for: not named
         by any of them, or, in a comparison, named only by statements that don't say what was asked ("Compare ML
         engineer and data scientist salaries" when only the ML engineers' statements give pay)."""
-        vocabulary = self.retriever.lexical.df
-        left = tuple(f.typed for f in asked if not any(_names(s, [f], vocabulary) for s in chosen))
+        left = tuple(f.typed for f in asked if not any(self._names(s, [f]) for s in chosen))
         # A comparison names two things of a kind (two jobs, two places, two years); a job and a sector ("ML
         # engineers in finance") are one subject, which a statement naming both answers for.
         compared = [f for f in asked if sum(g.kind == f.kind for g in asked) > 1]
         if compared and not left and not any(s.display for s in chosen):
             facet_words = {t for f in asked for v in f.variants for t in v}
             for f in compared:
-                about = [s for s in chosen if _names(s, [f], vocabulary)]
+                about = [s for s in chosen if self._names(s, [f])]
                 lacking = self._uncovered(query, *about, specific=True)[1]
                 if lacking.share >= MISSING and set(terms(" ".join(lacking.words))) - facet_words:
                     left += (f.typed,)
@@ -812,16 +841,19 @@ def _said(piece: str) -> str:
     return normalized(MARKER.sub("", piece)).rstrip(".!?")
 
 
-def _names(statement: Statement, asked: Sequence[Facet], vocabulary: Container[str]) -> bool:
+def _names(
+    statement: Statement, asked: Sequence[Facet], vocabulary: Container[str], home: frozenset[tuple[str, ...]] = frozenset()
+) -> bool:
     """Whether a statement (with its heading and document title) is about every kind of thing the question
-    names: one of the jobs it names, one of the places, one of the years (those the corpus mentions at all)."""
+    names: one of the jobs it names, one of the places, one of the years (those the corpus mentions at all).
+    ``home``: the place the statement's document speaks of throughout, without naming it on every line."""
     chunk = statement.hit.chunk
     kinds = {f.kind for f in asked}
 
     # A job or place must be in the statement itself (or its heading, its document's title: a table row
     # "Germany: …"); a year may be given anywhere in its passage ("In 2020, the market …" then "It grew …").
     def about(f: Facet) -> bool:
-        if f.named_in(statement.stems):
+        if f.named_in(statement.stems) or (f.kind == "place" and bool(home) and frozenset(f.variants) == home):
             return True
         if f.kind == "year":
             return f.named_in(_passage_stems(chunk))

@@ -391,6 +391,24 @@ def test_a_job_postings_fields_and_a_wage_tables_wrapped_header_are_read_as_thei
     )
 
 
+def test_the_place_most_documents_name_is_the_one_their_unplaced_figures_are_for(make_settings, embedder):
+    from advisor.facets import facets
+    from advisor.index import build
+    from conftest import DATA
+
+    settings = make_settings(corpus_dir=DATA / "home-place")
+    build(settings, embedder=embedder)
+    welders = Advisor(settings)
+    # Two documents name the United States, one Texas: the quick facts, which name no place, are national.
+    (us,) = [f for f in facets("welders in the US") if f.kind == "place"]
+    assert welders.home_place == frozenset(us.variants)
+    national = welders.ask("what is the median pay for welders in the US?")
+    assert national.grounded and "$47,540" in national.text, national.text
+    # Not for a place the corpus names elsewhere, nor one it never names.
+    for question in ("what is the median pay for welders in Texas?", "what is the median pay for welders in Canada?"):
+        assert "$47,540" not in welders.ask(question).text, question
+
+
 def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_refused(advisor):
     answer = advisor.ask("How do I bake sourdough bread?")
     assert answer.kind == "out_of_scope" and answer.suggestions
