@@ -255,6 +255,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
         (blind / "choreographers-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "choreographers", 60),
         (blind / "seeds-r20.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "sociologists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "sociologists", 60),
+        (blind / "seeds-r21.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "locksmiths-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "locksmiths", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)
