@@ -25,7 +25,7 @@ from advisor.answer import (
 )
 from advisor.claims import check_reply, claims_of
 from advisor.config import Settings
-from advisor.facets import Facet, as_the_corpus_names, asked_part, facets, named, qualifiers, statement_words
+from advisor.facets import Facet, as_the_corpus_names, asked_part, facets, named, places, qualifiers, statement_words
 from advisor.judge import AnswerModel, get_answer_model
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
@@ -193,10 +193,8 @@ class Advisor:
         """The places each document names anywhere (title, headings, text), each as its set of ways of saying it."""
         found: dict[str, set[frozenset[tuple[str, ...]]]] = {}
         for c in self.retriever.index.chunks.values():
-            places = found.setdefault(c.source, set())
-            named_here = (f for text in (c.title, c.section, c.text) for f in named(text))
-            places.update(frozenset(f.variants) for f in named_here if f.kind == "place")
-        return {source: frozenset(places) for source, places in found.items()}
+            found.setdefault(c.source, set()).update(places(f"{c.title}\n{c.section}\n{c.text}"))
+        return {source: frozenset(named_there) for source, named_there in found.items()}
 
     @functools.cached_property
     def home_place(self) -> frozenset[tuple[str, ...]]:
@@ -204,8 +202,8 @@ class Advisor:
         States for pages of U.S. agencies), or none when two places tie. Its documents give their figures for it
         without saying so on every line ("Number of Jobs, 2016: 3,100")."""
         counts: dict[frozenset[tuple[str, ...]], int] = {}
-        for places in self._places_by_document.values():
-            for place in places:
+        for named_there in self._places_by_document.values():
+            for place in named_there:
                 counts[place] = counts.get(place, 0) + 1
         ranked = sorted(counts.values(), reverse=True)
         if not ranked or (len(ranked) > 1 and ranked[0] == ranked[1]):
@@ -215,6 +213,8 @@ class Advisor:
     def _names(self, statement: Statement, asked: Sequence[Facet]) -> bool:
         """Whether a statement is about what the question names (see ``_names``); one in a document that names
         no place but the corpus's own is about that place."""
+        if not any(f.kind == "place" for f in asked):
+            return _names(statement, asked, self.retriever.lexical.df)
         home = self.home_place
         at_home = bool(home) and self._places_by_document.get(statement.hit.chunk.source, frozenset()) <= {home}
         return _names(statement, asked, self.retriever.lexical.df, home if at_home else frozenset())

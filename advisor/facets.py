@@ -75,6 +75,19 @@ def _name_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
     return tuple((phrase_pattern(name, capitals), kind) for name, kind, capitals in sorted(named, key=lambda n: -len(n[0])))
 
 
+@functools.lru_cache(maxsize=1)
+def _place_pattern() -> re.Pattern[str]:
+    """One pattern for every place, longest first ("New York" before "York"): one pass over a whole passage."""
+    names = sorted(_lists()["places"], key=len, reverse=True)
+    said = [f"(?-i:{re.escape(p)})" if p.isupper() and p.lower() in STOPWORDS else re.escape(p) for p in names]
+    return re.compile(rf"(?<![\w'])(?:{'|'.join(said)})(?![\w'])", re.IGNORECASE)
+
+
+def places(text: str) -> frozenset[frozenset[tuple[str, ...]]]:
+    """The places ``text`` names, each as its set of ways of saying it (for whole corpora: one pass per text)."""
+    return frozenset(frozenset(_variants(m.group())) for m in _place_pattern().finditer(text))
+
+
 @functools.lru_cache(maxsize=4096)  # the same words recur in every passage a corpus's qualifiers are read from
 def _variants(phrase: str) -> tuple[tuple[str, ...], ...]:
     """Stem sequences meaning ``phrase``: itself and the phrases of its lexicon group ("UK" -> "united kingdom")."""

@@ -100,3 +100,11 @@ def test_the_part_of_a_message_that_asks_leaves_out_what_the_asker_tells_about_t
         asked_part("I was an army medic. Can ML engineers work in healthcare?").strip() == "Can ML engineers work in healthcare?"
     )
     assert asked_part("what do ML engineers earn?") == "what do ML engineers earn?"
+
+
+def test_places_are_read_in_one_pass_each_with_every_way_of_saying_it():
+    from advisor.facets import places
+
+    found = places("Jobs in New York and the U.S.; pay in the United States; us and US.")
+    assert found == {frozenset(f.variants) for f in facets("New York US") if f.kind == "place"}
+    assert places("Most of us work here.") == frozenset()  # "us" in lower case is the pronoun
