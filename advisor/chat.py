@@ -210,7 +210,7 @@ class Advisor:
             return frozenset()
         return max(counts, key=counts.__getitem__)
 
-    def _names(self, statement: Statement, asked: Sequence[Facet]) -> bool:
+    def _is_about(self, statement: Statement, asked: Sequence[Facet]) -> bool:
         """Whether a statement is about what the question names (see ``_names``); one in a document that names
         no place but the corpus's own is about that place."""
         if not any(f.kind == "place" for f in asked):
@@ -336,7 +336,7 @@ class Advisor:
                 # Name what the best statements leave out ("Google", not "ML engineers", for "What does Google
                 # pay ML engineers?"), or every facet when they leave out none by itself.
                 known = [f for f in asked if f.known(vocabulary)]
-                lacking = [f for f in known if not any(self._names(s, [f]) for s in ranked[:PASSAGES])]
+                lacking = [f for f in known if not any(self._is_about(s, [f]) for s in ranked[:PASSAGES])]
                 return self.decline(query, hits, unmentioned, not_about=tuple(f.typed for f in lacking or known)), query, hits
             restricted, ranked = fitting[0] is not ranked[0], fitting
         # The documents' own answer to a question (said under an FAQ heading, close in meaning) stands without a
@@ -405,7 +405,7 @@ class Advisor:
         """The ranked statements about the jobs, places and years the question names; empty when none of them
         is about as close in meaning to the question as the best statement overall, unless the answer model
         reads one of them as the answer."""
-        fitting = [s for s in ranked if self._names(s, asked)]
+        fitting = [s for s in ranked if self._is_about(s, asked)]
 
         def close(found: list[Statement]) -> bool:
             # A follow-up naming only a place or job ("And in Germany?") means little by itself: any statement
@@ -416,7 +416,7 @@ class Advisor:
         if not close(fitting) and wider:
             # The best passages are about another job or place: look through all the passages found.
             every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
-            fitting = [s for s in every if self._names(s, asked)]
+            fitting = [s for s in every if self._is_about(s, asked)]
         if close(fitting):
             return fitting
         # A table's rows say it in figures, far in meaning from the words of the question ("librarians' pay in
@@ -427,14 +427,14 @@ class Advisor:
         """The jobs, places and years the question names that the chosen statements don't answer for: not named
         by any of them, or, in a comparison, named only by statements that don't say what was asked ("Compare ML
         engineer and data scientist salaries" when only the ML engineers' statements give pay)."""
-        left = tuple(f.typed for f in asked if not any(self._names(s, [f]) for s in chosen))
+        left = tuple(f.typed for f in asked if not any(self._is_about(s, [f]) for s in chosen))
         # A comparison names two things of a kind (two jobs, two places, two years); a job and a sector ("ML
         # engineers in finance") are one subject, which a statement naming both answers for.
         compared = [f for f in asked if sum(g.kind == f.kind for g in asked) > 1]
         if compared and not left and not any(s.display for s in chosen):
             facet_words = {t for f in asked for v in f.variants for t in v}
             for f in compared:
-                about = [s for s in chosen if self._names(s, [f])]
+                about = [s for s in chosen if self._is_about(s, [f])]
                 lacking = self._uncovered(query, *about, specific=True)[1]
                 if lacking.share >= MISSING and set(terms(" ".join(lacking.words))) - facet_words:
                     left += (f.typed,)
