@@ -6,6 +6,7 @@ import functools
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,7 +26,7 @@ from advisor.answer import (
 )
 from advisor.claims import check_reply, claims_of
 from advisor.config import Settings
-from advisor.facets import Facet, as_the_corpus_names, asked_part, facets, named, places, qualifiers, statement_words
+from advisor.facets import Facet, as_the_corpus_names, asked_part, facets, places, qualifiers, statement_words
 from advisor.judge import AnswerModel, get_answer_model
 from advisor.lexical import terms
 from advisor.llm import PASSAGES as LLM_PASSAGES, LLMClient, LLMError, answer_messages, check, condense_messages
@@ -201,14 +202,10 @@ class Advisor:
         """The corpus's own country or region: the place more of its documents name than any other (the United
         States for pages of U.S. agencies), or none when two places tie. Its documents give their figures for it
         without saying so on every line ("Number of Jobs, 2016: 3,100")."""
-        counts: dict[frozenset[tuple[str, ...]], int] = {}
-        for named_there in self._places_by_document.values():
-            for place in named_there:
-                counts[place] = counts.get(place, 0) + 1
-        ranked = sorted(counts.values(), reverse=True)
-        if not ranked or (len(ranked) > 1 and ranked[0] == ranked[1]):
+        top = Counter(place for named_there in self._places_by_document.values() for place in named_there).most_common(2)
+        if not top or (len(top) > 1 and top[0][1] == top[1][1]):
             return frozenset()
-        return max(counts, key=counts.__getitem__)
+        return top[0][0]
 
     def _is_about(self, statement: Statement, asked: Sequence[Facet]) -> bool:
         """Whether a statement is about what the question names (see ``_names``); one in a document that names
@@ -873,7 +870,7 @@ def _passage_stems(chunk: Chunk) -> list[str]:
 @functools.lru_cache(maxsize=4096)
 def _places(text: str) -> frozenset[tuple[str, ...]]:
     """Every way of saying each place a passage names."""
-    return frozenset(v for f in named(text) if f.kind == "place" for v in f.variants)
+    return frozenset(v for place in places(text) for v in place)
 
 
 def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
