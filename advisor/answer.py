@@ -36,6 +36,8 @@ _AMOUNT = re.compile(
     re.IGNORECASE,
 )
 _DIGIT = re.compile(r"\d")
+# A year or span of years ("in 2015", "2014-24", "from 2014 to 2024") dates a figure; it is no amount itself.
+_YEARS = re.compile(r"(?<![$€£\d,.])(?:19|20)\d\d(?:\s*[-–]\s*(?:(?:19|20)\d\d|\d\d)\b)?(?!\d|[,.]\d|\s*(?:percent|%))")
 # A question for a quantity ("how many hours", "what percentage", "how long") is answered by a figure or not at all.
 _QUANTITY = re.compile(
     r"\b(how (many|much|long)|what (share|percentage|percent|proportion|number|fraction)|percent\w*)\b|%", re.IGNORECASE
@@ -83,11 +85,12 @@ def asks_amount(question: str) -> bool:
     return bool(_AMOUNT.search(question))
 
 
-def has_figure(statement: Statement) -> bool:
-    """Whether a statement gives a number (a table row's rank alone does not count)."""
+def has_figure(statement: Statement, years: bool = True) -> bool:
+    """Whether a statement gives a number (a table row's rank alone does not count; a year counts only when
+    ``years``, for "how long": "from 2014 to 2024" says nothing of how many or how much)."""
     unit = statement.unit
-    said = statement.display or "\n".join([unit.text, *unit.lines])
-    return bool(_DIGIT.search(re.sub(r"(^|\n|- |— )\d{1,2}\. ", " ", said)))
+    said = re.sub(r"(^|\n|- |— )\d{1,2}\. ", " ", statement.display or "\n".join([unit.text, *unit.lines]))
+    return bool(_DIGIT.search(said if years else _YEARS.sub(" ", said)))
 
 
 @dataclass(frozen=True)

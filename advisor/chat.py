@@ -71,6 +71,7 @@ UNCHECKED = "(The language model's wording could not be checked against the docu
 
 # A yes/no question opens with an auxiliary verb ("Is the pay good?", "Does it pay?").
 _YES_NO = re.compile(r"^\W*(is|are|was|were|am|do|does|did|can|could|will|would|should|has|have|had)\b", re.IGNORECASE)
+_HOW_LONG = re.compile(r"\bhow long\b", re.IGNORECASE)  # answered by a year too ("since 1995")
 _ADVICE = re.compile(
     r"\b(should i|how (do|can|would|should) i|can i|could i|do i need|am i|i'm|i am|i've|i have|"
     r"my|is (a|an|the)\b.{0,60}\benough|worth it|where (do|should) i start)\b",
@@ -342,14 +343,33 @@ class Advisor:
         own_answer = lead.unit.context.rstrip().endswith("?") and lead.dense >= CLOSE
         quantity = asks_quantity(query.question)
         wants_figure = quantity or (asks_amount(query.question) and not _YES_NO.match(query.question))
-        if wants_figure and not has_figure(lead):
+        # A year is no amount ("… little or no change from 2014 to 2024" gives no number of jobs), but it is how
+        # long something has been ("since 1995").
+        years = bool(_HOW_LONG.search(query.question))
+        if wants_figure and not has_figure(lead, years):
             # "How many hours a week…", "What do they earn?" (not "Is the pay good?", which the documents' words
             # answer): the best statement gives no figure; one that does,
             # nearly as close in meaning, answers first (the documents' own answer, if it leads, may follow it).
             # For a quantity with no figure anywhere near, the documents don't give one.
             # Looser for the documents' own answer: it is close in meaning through its FAQ heading, not what it says.
             share = FIGURE_UNDER_OWN_ANSWER if own_answer else RUNNER_UP
-            figures = [s for s in ranked if has_figure(s) and s.dense >= share * lead.dense]
+            figures = [s for s in ranked if has_figure(s, years) and s.dense >= share * lead.dense]
+            wider = [h for h in hits if h not in passages]
+            if not figures and quantity and wider:
+                # The best passages give no figure; a page's quick facts a little further down may ("how many
+                # sociologist jobs are there?" → "Number of Jobs, 2014: 2,600"), when the model reads it as the
+                # answer (a salary row is no number of hours).
+                every = rank_statements(query, passages + wider, vectors, self._statement_vectors, self.retriever.lexical)
+                found = [
+                    s
+                    for s in every
+                    if s.hit in wider
+                    and has_figure(s, years)
+                    and s.dense >= share * lead.dense
+                    and (not asked or self._is_about(s, asked))
+                ]
+                figures = found if found and _Judge(self.answer_model, query, history, found[:JUDGED]).answered() else []
+                ranked = figures or ranked  # what the best passages say without a figure answers no "how many"
             if not figures and quantity and not own_answer and not judge.overrules():
                 return self.decline(query, hits, no_figure=True), query, hits
             ranked = figures + [s for s in ranked if s not in figures]

@@ -136,7 +136,8 @@ class Speller:
             return None
         candidates = self._by_initial.get(lower[0], [])
         if not _VOWELS & set(lower[1:]):  # "yrs", "lvl": a word without its vowels
-            unvoweled = next((w for w in candidates if _in_order(lower[1:], _skeleton(w[1:]))), None)
+            # Shorthand keeps a good part of the word: "mgmt" is "management", but "cms" is no "communities".
+            unvoweled = next((w for w in candidates if len(w) <= 3 * len(lower) and _in_order(lower[1:], _skeleton(w[1:]))), None)
             if unvoweled:
                 return unvoweled
         cut = next((w for w in candidates if w.startswith(lower)), None)  # "eng", "sal": a word cut short

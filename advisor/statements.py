@@ -11,7 +11,7 @@ from advisor.blocks import parse_blocks
 from advisor.types import MARKER, Chunk
 
 # Bump when the rules below change: statement vectors are then recomputed by a full rebuild.
-STATEMENTS_VERSION = 8
+STATEMENTS_VERSION = 9
 
 _EMPHASIS = re.compile(r"\*{1,2}(?=\S)|(?<=\S)\*{1,2}")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9\"“'(*])")
@@ -235,7 +235,8 @@ def parse_table(body: str, title: str) -> Table | None:
     labelled = [i for i, r in enumerate(rows) if r.label and r.values and not _FIGURE.fullmatch(r.label)]
     first = labelled[0] if labelled else next((i for i, r in enumerate(rows) if r.values), 0)
     wrapped = "\n".join([header, *(r.line for r in rows[:first])])
-    if first and wrapped in body:
+    # Only short lines continue a header ("(Median)"); "Typical Entry-Level Education Master's degree" is a row.
+    if first and wrapped in body and all(len(r.label.split()) <= 2 for r in rows[:first]):
         # A header wrapped over several lines ("Percentile 10% 25% 50%" / "(Median)" / "75% 90%"): its lines are
         # no rows. When it names as many figures as every row gives, those name the columns.
         header, rows = wrapped, rows[first:]
@@ -257,6 +258,8 @@ def _fields(rows: list[Row], body: str) -> list[Row]:
             and not _DIGIT.search(previous.line)
             and "\n" not in previous.line
             and _DIGIT.search(_NOTE_MARK.sub("", row.line))
+            # "Number of Jobs, 2014 2,600" names its own figure: it is a row, not the value of the line above.
+            and not (row.values and len(row.label.split()) > 1)
             and f"{previous.line}\n{row.line}" in body
         ):
             paired[-1] = Row(f"{previous.line}\n{row.line}", previous.label, (clean(row.line),))
@@ -288,6 +291,8 @@ def _flat_row(line: str, ranked: bool) -> Row:
             break  # a lone leading number is the rank
         if not before and values:
             break  # a row needs a label when it has several numbers … unless it is all numbers
+        if values and before.endswith(",") and re.fullmatch(r"(19|20)\d\d", match.group(1).strip()):
+            break  # "Number of Jobs, 2014 2,600": the year dates the label
         values.insert(0, match.group(1).strip())
         rest = before
     rank = None

@@ -409,6 +409,20 @@ def test_the_place_most_documents_name_is_the_one_their_unplaced_figures_are_for
         assert "$47,540" not in welders.ask(question).text, question
 
 
+def test_how_many_and_how_much_are_answered_from_a_fact_sheet_not_from_years(make_settings, embedder):
+    from advisor.index import build
+    from conftest import DATA
+
+    settings = make_settings(corpus_dir=DATA / "quick-facts")
+    build(settings, embedder=embedder)
+    glassblowers = Advisor(settings)
+    # The outlook page says "from 2020 to 2030" and leads on meaning: a year is no number of jobs.
+    jobs = glassblowers.ask("how many glassblower jobs are there?")
+    assert jobs.grounded and "9,300" in jobs.text and "2030" not in jobs.text, jobs.text
+    hourly = glassblowers.ask("how much do glassblowers make per hour?")
+    assert hourly.grounded and "$19.16" in hourly.text, hourly.text
+
+
 def test_a_decline_suggests_questions_the_documents_answer_but_never_the_one_refused(advisor):
     answer = advisor.ask("How do I bake sourdough bread?")
     assert answer.kind == "out_of_scope" and answer.suggestions

@@ -38,6 +38,7 @@ def test_english_rank_tells_common_from_specific_words():
 SHORTHAND_TEXTS = [
     "Machine learning engineers earn well. Years of experience matter for machine learning engineers.",
     "A machine learning engineer at entry level; the level and years of a data scientist.",
+    "Engineers serve their communities.",
 ]
 
 
@@ -46,6 +47,7 @@ def test_shorthand_the_corpus_lacks_is_read_as_the_corpus_words_it_stands_for():
     assert speller("mle pay")[0] == "machine learning engineers pay"  # an acronym of a corpus phrase
     assert speller("entry lvl")[0] == "entry level"  # a word without its vowels
     assert speller("5 yrs")[0] == "5 years"
+    assert speller("cms pay")[0] == "cms pay"  # no shorthand for a word four times its length ("communities")
     assert speller("senior eng")[0] == "senior engineers"  # a corpus word cut short
     assert speller("wat do they earn")[0] == "what do they earn"  # a function word with a letter dropped
     assert speller("hw much")[0] == "how much"

@@ -60,6 +60,20 @@ def test_a_field_list_pairs_each_name_with_the_figure_on_the_next_line():
     assert all(r.line in body for r in table.rows)
 
 
+def test_quick_facts_keep_each_line_a_row_with_its_own_name():
+    # A fact sheet's box: a name and a value on each line, some values words ("None"), a year in some names.
+    body = (
+        "2021 Median Pay $39,850 per year\n$19.16 per hour\nTypical Entry-Level Education High school diploma\n"
+        "On-the-job Training None\nNumber of Jobs, 2020 9,300\nEmployment Change, 2020-30 -200"
+    )
+    table = parse_table(body, "Quick Facts")
+    rows = {r.label: r.values for r in table.rows}
+    assert table.header == "2021 Median Pay $39,850 per year"  # the lines of words below it are rows, not its header
+    assert "Typical Entry-Level Education High school diploma" in rows and "On-the-job Training None" in rows
+    assert rows["Number of Jobs, 2020"] == ("9,300",)  # not the value of "On-the-job Training None"; its year is no value
+    assert rows["Employment Change, 2020-30"] == ("-200",)
+
+
 def test_a_header_wrapped_over_lines_names_the_columns_by_its_figures():
     body = (
         "Percentile 10% 25% 50%\n(Median)\n75% 90%\n"
