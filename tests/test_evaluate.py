@@ -257,6 +257,8 @@ def test_blind_sets_and_the_second_corpus_are_well_formed():
         (blind / "sociologists-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "sociologists", 60),
         (blind / "seeds-r21.jsonl", PROJECT_ROOT / "corpus", 100),
         (blind / "locksmiths-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "locksmiths", 60),
+        (blind / "seeds-r22.jsonl", PROJECT_ROOT / "corpus", 100),
+        (blind / "jewelers-r1.jsonl", PROJECT_ROOT / "eval" / "corpora" / "jewelers", 60),
         (PROJECT_ROOT / "eval" / "corpora" / "careers.jsonl", CAREERS, 100),
     ):
         text = loaded_text(folder)

@@ -35,7 +35,7 @@ KEPT_OUT = (
     *("machine learning", "data scien", "data analy", "data engineer", "nurse", "nursing", "teacher"),
     *("pilot", "meteorolog", "atmospheric", "epidemiolog", "forensic", "zoolog", "wildlife biolog", "air traffic"),
     *("archaeolog", "archeolog", "anthropolog", "physicist", "astronom", "librarian", "glazier", "genetic counsel"),
-    *("choreograph", "dancer", "sociolog", "locksmith"),
+    *("choreograph", "dancer", "sociolog", "locksmith", "jewel", "gemolog"),
 )
 
 
