@@ -18,6 +18,16 @@ def advisor(seed_settings):
     return Advisor(seed_settings)
 
 
+def _advisor_on(folder, make_settings, embedder):
+    """An advisor over a small corpus under tests/data, its index built with the real model."""
+    from advisor.index import build
+    from conftest import DATA
+
+    settings = make_settings(corpus_dir=DATA / folder)
+    build(settings, embedder=embedder)
+    return Advisor(settings)
+
+
 def history(question):
     return [{"role": "user", "content": question}, {"role": "assistant", "content": "previous answer [1]"}]
 
@@ -366,12 +376,7 @@ def test_a_documents_own_links_footnotes_and_bracketed_numbers_never_become_cita
 
 
 def test_a_job_postings_fields_and_a_wage_tables_wrapped_header_are_read_as_their_values(make_settings, embedder):
-    from advisor.index import build
-    from conftest import DATA
-
-    settings = make_settings(corpus_dir=DATA / "job-posting")
-    build(settings, embedder=embedder)
-    posting = Advisor(settings)
+    posting = _advisor_on("job-posting", make_settings, embedder)
     # The posting's overview gives each field's name on one line and its value on the next.
     pay = posting.ask("harlow county surveyor salary range")
     assert pay.grounded and "$58,200 to $81,400" in pay.text and "PS 7 - 9" not in pay.text, pay.text
@@ -393,12 +398,8 @@ def test_a_job_postings_fields_and_a_wage_tables_wrapped_header_are_read_as_thei
 
 def test_the_place_most_documents_name_is_the_one_their_unplaced_figures_are_for(make_settings, embedder):
     from advisor.facets import facets
-    from advisor.index import build
-    from conftest import DATA
 
-    settings = make_settings(corpus_dir=DATA / "home-place")
-    build(settings, embedder=embedder)
-    welders = Advisor(settings)
+    welders = _advisor_on("home-place", make_settings, embedder)
     # Two documents name the United States, one Texas: the quick facts, which name no place, are national.
     (us,) = [f for f in facets("welders in the US") if f.kind == "place"]
     assert welders.home_place == frozenset(us.variants)
@@ -410,12 +411,7 @@ def test_the_place_most_documents_name_is_the_one_their_unplaced_figures_are_for
 
 
 def test_how_many_and_how_much_are_answered_from_a_fact_sheet_not_from_years(make_settings, embedder):
-    from advisor.index import build
-    from conftest import DATA
-
-    settings = make_settings(corpus_dir=DATA / "quick-facts")
-    build(settings, embedder=embedder)
-    glassblowers = Advisor(settings)
+    glassblowers = _advisor_on("quick-facts", make_settings, embedder)
     # The outlook page says "from 2020 to 2030" and leads on meaning: a year is no number of jobs.
     jobs = glassblowers.ask("how many glassblower jobs are there?")
     assert jobs.grounded and "9,300" in jobs.text and "2030" not in jobs.text, jobs.text

@@ -46,14 +46,19 @@ def test_a_paragraph_opening_with_a_question_is_an_faq_said_in_the_text():
     assert answer.context == "Can analysts work from home?" and "35%" in answer.text
 
 
+def _rows(body):
+    """A flattened table's parse and its rows' values by label."""
+    table = parse_table(body, "Overview")
+    return table, {r.label: r.values for r in table.rows}
+
+
 def test_a_field_list_pairs_each_name_with_the_figure_on_the_next_line():
     # A job posting's overview: field names and values on alternate lines, most with no figure.
     body = (
         "Posting open\nSalary range\n$58,200 to $81,400 per year\nGrade\nPS 7 - 9\nLocation\nHarlow County\n"
         "Openings\n2\nShift\nDays"
     )
-    table = parse_table(body, "Overview")
-    rows = {r.label: r.values for r in table.rows}
+    table, rows = _rows(body)
     assert rows["Salary range"] == ("$58,200 to $81,400 per year",) and rows["Grade"] == ("PS 7 - 9",)
     assert rows["Openings"] == ("2",)
     assert rows["Location"] == () and "Harlow County" in rows  # two names: which names which is not known
@@ -66,8 +71,7 @@ def test_quick_facts_keep_each_line_a_row_with_its_own_name():
         "2021 Median Pay $39,850 per year\n$19.16 per hour\nTypical Entry-Level Education High school diploma\n"
         "On-the-job Training None\nNumber of Jobs, 2020 9,300\nEmployment Change, 2020-30 -200"
     )
-    table = parse_table(body, "Quick Facts")
-    rows = {r.label: r.values for r in table.rows}
+    table, rows = _rows(body)
     assert table.header == "2021 Median Pay $39,850 per year"  # the lines of words below it are rows, not its header
     assert "Typical Entry-Level Education High school diploma" in rows and "On-the-job Training None" in rows
     assert rows["Number of Jobs, 2020"] == ("9,300",)  # not the value of "On-the-job Training None"; its year is no value
