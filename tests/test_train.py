@@ -122,6 +122,24 @@ def test_training_data_is_well_formed_and_keeps_the_test_fields_out(capsys):
     assert documents >= 120 and questions >= 6000 and len(occupations) >= 60
 
 
+def test_pending_questions_are_well_formed():
+    # Questions written for train/data's documents but not trained on yet (train/pending/README.md): each names its
+    # batch and document, answerable ones quote it, and unanswerable ones quote nothing (their "near" statement, if
+    # any, is the document's).
+    text_of = runpy.run_path(str(PROJECT_ROOT / "train" / "check.py"))["text_of"]
+    texts: dict[Path, str] = {}
+    for path in sorted((PROJECT_ROOT / "train" / "pending").glob("*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            q = json.loads(line)
+            where = f"{path.name}:{n}"
+            doc = DATA / q["batch"] / "docs" / q["doc"]
+            text = texts.setdefault(doc, text_of(doc))
+            assert q["kind"] in ("answerable", "unanswerable", "followup", "multi"), where
+            assert bool(q["evidence"]) == (q["kind"] != "unanswerable"), where
+            quoted = [*q["evidence"], *([q["near"]] if q.get("near") else [])]
+            assert all(re.sub(r"\s+", " ", e) in text for e in quoted), where
+
+
 # The BLS pages' standard wording, the same on every occupation's page: a training page and an eval page by this
 # publisher share it without either copying the other. The wage (OES) tables' captions, header rows and notes, the
 # Handbook's tab blurbs and its sentences on openings.
