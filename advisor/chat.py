@@ -368,8 +368,8 @@ class Advisor:
                     and s.dense >= share * lead.dense
                     and (not asked or self._is_about(s, asked))
                 ]
-                figures = found if found and _Judge(self.answer_model, query, history, found[:JUDGED]).answered() else []
-                ranked = figures or ranked  # what the best passages say without a figure answers no "how many"
+                if found and _Judge(self.answer_model, query, history, found[:JUDGED]).answered():
+                    figures = ranked = found  # what the best passages say without a figure answers no "how many"
             if not figures and quantity and not own_answer and not judge.overrules():
                 return self.decline(query, hits, no_figure=True), query, hits
             ranked = figures + [s for s in ranked if s not in figures]
